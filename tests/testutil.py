@@ -1,0 +1,82 @@
+"""Helpers shared by tests: random HF reference models and comparisons."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small configs that between them exercise GQA / MQA / MHA, tied and untied
+# embeddings, odd sizes and Llama-3 RoPE scaling.
+HF_CONFIGS: dict[str, dict[str, Any]] = {
+    "gqa_untied_llama3": dict(
+        vocab_size=101, hidden_size=64, intermediate_size=96,
+        num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2,
+        tie_word_embeddings=False, max_position_embeddings=128,
+        rope_parameters=dict(rope_type="llama3", rope_theta=10000.0,
+                             factor=8.0, low_freq_factor=1.0,
+                             high_freq_factor=4.0,
+                             original_max_position_embeddings=16)),
+    "mqa_tied": dict(
+        vocab_size=96, hidden_size=48, intermediate_size=80,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+        tie_word_embeddings=True, max_position_embeddings=128,
+        rope_parameters=dict(rope_type="default", rope_theta=500000.0)),
+    "mha_untied_headdim": dict(
+        vocab_size=128, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        head_dim=24, tie_word_embeddings=False, max_position_embeddings=128,
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0)),
+}
+
+
+def make_hf_model(name: str, seed: int = 0, **overrides):
+  """A transformers LlamaForCausalLM with random weights (std 0.1: large
+  enough that every weight matters for the logits)."""
+  import torch
+  import transformers
+  torch.manual_seed(seed)
+  values = dict(HF_CONFIGS[name], rms_norm_eps=1e-5, bos_token_id=1,
+                eos_token_id=2)
+  values.update(overrides)
+  config = transformers.LlamaConfig(**values)
+  model = transformers.LlamaForCausalLM(config).eval()
+  with torch.no_grad():
+    for p in model.parameters():
+      p.normal_(0.0, 0.1)
+    for name_, p in model.named_parameters():
+      if "norm" in name_:
+        p.add_(1.0)  # norms around 1, as trained models have
+  return model
+
+
+def save_hf_model(model, directory: str) -> str:
+  model.save_pretrained(directory)
+  return directory
+
+
+def hf_logits(model, tokens: np.ndarray, **kwargs) -> np.ndarray:
+  import torch
+  with torch.no_grad():
+    return model(torch.as_tensor(tokens), **kwargs).logits.numpy()
+
+
+def random_tokens(vocab_size: int, shape, seed: int = 0) -> np.ndarray:
+  return np.random.RandomState(seed).randint(0, vocab_size, shape).astype(
+      np.int32)
+
+
+def max_abs_diff(a, b) -> float:
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  assert a.shape == b.shape, (a.shape, b.shape)
+  return float(np.max(np.abs(a - b)))
+
+
+def our_logits(model, tokens, **kwargs) -> np.ndarray:
+  from flax import nnx
+  forward = nnx.jit(lambda m, t, kw: m(t, **kw)[0])
+  return np.asarray(forward(model, np.asarray(tokens), kwargs))
