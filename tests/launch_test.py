@@ -60,6 +60,35 @@ def test_convert_hf_to_orbax_to_hf_and_logits_match_transformers(hf_source,
     assert testutil.max_abs_diff(logits, expected) <= 1e-5, checkpoint
 
 
+def test_hf_to_orbax_to_hf_is_bit_exact(hf_source, tmp_path):
+  from safetensors.numpy import load_file
+  _, src = hf_source
+  run_binary("convert", f"--input={src}", f"--output={tmp_path}/orbax",
+             "--to=orbax")
+  run_binary("convert", f"--input={tmp_path}/orbax",
+             f"--output={tmp_path}/hf", "--to=hf")
+  before = load_file(os.path.join(src, "model.safetensors"))
+  after = load_file(str(tmp_path / "hf" / "model.safetensors"))
+  assert sorted(before) == sorted(after)
+  for name in before:
+    assert before[name].tobytes() == after[name].tobytes(), name
+
+
+def test_config_that_does_not_fit_the_weights_is_one_line(hf_source,
+                                                          tmp_path):
+  import shutil
+  _, src = hf_source
+  bad = shutil.copytree(src, tmp_path / "bad")
+  config = json.loads((bad / "config.json").read_text())
+  config["num_key_value_heads"] = 4  # the weights have 2
+  (bad / "config.json").write_text(json.dumps(config))
+  result = run_binary("convert", f"--input={bad}", f"--output={tmp_path}/o",
+                      "--to=orbax", check=False)
+  assert_one_line_error(result, "model.layers.0.self_attn.k_proj.weight",
+                        "(16, 64)", "(32, 64)")
+  assert not (tmp_path / "o").exists()
+
+
 def test_convert_errors_are_one_line(hf_source, tmp_path):
   _, src = hf_source
   missing = run_binary("convert", f"--input={tmp_path}/nope",
@@ -78,15 +107,7 @@ def test_convert_errors_are_one_line(hf_source, tmp_path):
 
 
 def test_unknown_gguf_architecture_is_one_line(tmp_path):
-  import gguf
-  path = str(tmp_path / "qwen.gguf")
-  writer = gguf.GGUFWriter(path, "qwen2")
-  writer.add_block_count(1)
-  writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
-  writer.write_header_to_file()
-  writer.write_kv_data_to_file()
-  writer.write_tensors_to_file()
-  writer.close()
+  path = testutil.write_non_llama_gguf(tmp_path / "qwen.gguf")
   result = run_binary("convert", f"--input={path}",
                       f"--output={tmp_path}/out", "--to=orbax", check=False)
   assert_one_line_error(result, "qwen.gguf", "'qwen2' is not supported")

@@ -1,7 +1,6 @@
 """The Flax Llama against transformers' LlamaForCausalLM, and against itself
 (packing, KV cache, remat, dtypes)."""
 
-import os
 
 import jax.numpy as jnp
 import numpy as np

