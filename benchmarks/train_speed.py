@@ -76,7 +76,8 @@ def main(argv):
   shardings = state_lib.state_shardings(model, optimizer, mesh)
   state = state_lib.init_state(model, optimizer, shardings)
   shape = (1, _BATCH.value, _SEQ.value)
-  batch_sharding = step_lib.batch_sharding(mesh, (), shape)
+  batch_sharding = step_lib.batch_sharding(mesh, sharding.LOGICAL_AXIS_RULES,
+                                           shape)
   train_step = step_lib.make_train_step(state_lib.split_model(model)[0],
                                         optimizer, schedule, shardings,
                                         batch_sharding)
