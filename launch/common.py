@@ -45,6 +45,11 @@ def define_distributed_flags() -> None:
                        "Processes in the run (default: $JAX_NUM_PROCESSES).")
   flags.DEFINE_integer("process_id", None,
                        "This process's index (default: $JAX_PROCESS_ID).")
+  flags.DEFINE_enum(
+      "distributed", "auto", ["auto", "cluster", "off"],
+      "auto: join processes when the flags/environment above or a multi-host "
+      "TPU VM say so; cluster: let JAX find the peers (TPU pods, SLURM); "
+      "off: single process.")
   flags.DEFINE_integer(
       "distributed_timeout_s", 300, "Seconds to wait for every process to "
       "arrive before stopping with an error.")
@@ -58,7 +63,7 @@ def initialize_distributed_from_flags() -> bool:
   config = distributed.DistributedConfig.from_env(
       coordinator_address=f.coordinator_address,
       num_processes=f.num_processes, process_id=f.process_id,
-      timeout_s=f.distributed_timeout_s)
+      timeout_s=f.distributed_timeout_s, mode=f.distributed)
   return distributed.initialize(config)
 
 

