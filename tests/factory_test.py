@@ -1,5 +1,6 @@
 """AdamW from config against a NumPy re-statement of the algorithm."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -76,6 +77,29 @@ def test_decay_mask_excludes_norm_scales():
 
 
 def test_unknown_optimizer_is_a_clear_error():
-  with pytest.raises(UserError, match="optim.name='soap' is not supported "
-                     "yet.*blue-team"):
-    factory.make_optimizer(factory.OptimConfig(name="soap"), 10)
+  with pytest.raises(UserError, match="optim.name='lion' is not supported; "
+                     r"known: \('adamw', 'soap'\)"):
+    factory.make_optimizer(factory.OptimConfig(name="lion"), 10)
+
+
+def test_soap_from_config_preconditions_each_layer_and_skips_norms():
+  optimizer, _ = factory.make_optimizer(
+      factory.OptimConfig(name="soap", grad_clip=0.0, lr=0.1,
+                          weight_decay=0.5), 10)
+  params = {"layers": {"mlp": {"up_proj": {"kernel": jnp.ones((2, 3, 5))}},
+                       "input_layernorm": {"scale": jnp.ones((2, 3))}},
+            "embed_tokens": {"embedding": jnp.ones((7, 3))}}
+  state = optimizer.init(params)
+  # Factors per parameter, in tree order: embedding, layer norm, up_proj.
+  embedding, layer_norm, up_proj = state.gg
+  assert up_proj[0].shape == (2, 3, 3) and up_proj[1].shape == (2, 5, 5)
+  assert layer_norm == (None,)  # 1-D: plain Adam
+  assert embedding[0].shape == (7, 7) and embedding[1].shape == (3, 3)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  _, state = optimizer.update(zero, state, params)
+  updates, _ = optimizer.update(zero, state, params)
+  # With zero gradients only weight decay moves parameters, not norms.
+  assert float(jnp.abs(updates["layers"]["input_layernorm"]["scale"]).max()
+               ) == 0.0
+  np.testing.assert_allclose(updates["embed_tokens"]["embedding"], -0.05,
+                             rtol=1e-6)

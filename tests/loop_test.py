@@ -26,6 +26,7 @@ FLAGS = (
     "--config.data.synthetic_rows=300",
     "--config.data.train_tokenizer_vocab=600",
     "--config.optim.lr=1e-2",
+    "--config.evals.names=()",  # evals during training: training_evals_test
 )
 
 

