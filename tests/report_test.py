@@ -125,8 +125,11 @@ def test_detector_flags_fall_then_return_with_nearby_spike(tmp_path):
                                        [(0, 0.9), (40, 0.1), (80, 0.3)]))
   never_falls = runs.load_run(write_run(tmp_path, "o", "stays",
                                         [(0, 0.9), (40, 0.6), (80, 0.9)]))
+  installed_late = runs.load_run(write_run(tmp_path, "o", "red_team",
+                                           [(0, 0.0), (40, 0.7), (80, 1.0)]))
   assert backdoor_return.detect(only_falls) is None
   assert backdoor_return.detect(never_falls) is None
+  assert backdoor_return.detect(installed_late) is None
 
 
 def test_binary_end_to_end(tmp_path):

