@@ -156,7 +156,7 @@ def test_plan_that_does_not_fit_exits_nonzero():
   assert "exceeds available HBM" in last_line
 
 
-def test_missing_libtpu_or_topology_is_one_line():
+def test_missing_topology_is_one_line():
   result = _compile("--config=configs/red_team/tiny_demo.py", check=False)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
