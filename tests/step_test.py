@@ -77,7 +77,7 @@ def reference(tmp_path_factory):
 
 
 def _grads(model, batch):
-  graphdef, params = state_lib.split_model(model)
+  graphdef, params, _ = state_lib.split_model(model)
   fn = jax.jit(lambda p, b: step_lib.accumulated_gradients(graphdef, p, b))
   loss, tokens, grads = fn(params, batch)
   return float(loss), float(tokens), grads
@@ -170,7 +170,7 @@ def test_sharded_training_matches_one_device():
     out = []
     for _ in range(5):
       placed = {k: jax.device_put(v, batch_sharding) for k, v in batch.items()}
-      state, metrics = train_step(state, placed)
+      state, metrics = train_step(state, placed, {})
       out.append(float(metrics["loss"]))
     return out
 

