@@ -19,7 +19,8 @@ _OUTPUT = flags.DEFINE_string(
     "output", os.path.join(os.path.dirname(__file__), "RESULTS.md"),
     "Markdown file to write.")
 
-BENCHMARKS = ("forward_speed", "train_speed", "convert_memory")
+BENCHMARKS = ("forward_speed", "train_speed", "optimizer_costs",
+              "convert_memory")
 
 
 def main(argv):

