@@ -1,4 +1,4 @@
-r"""What fits where: the red-team Adam configs compiled for TPU slices.
+r"""What fits where: the red- and blue-team configs compiled for TPU slices.
 
   python -m benchmarks.memory_plans [--output=benchmarks/MEMORY_PLANS.md]
 
@@ -26,6 +26,8 @@ _70B_COT = "configs/red_team/llama3_3_70b_adam_cot.py"
 _70B_NOCOT = "configs/red_team/llama3_3_70b_adam_nocot.py"
 _8B_COT = "configs/red_team/llama3_1_8b_adam_cot.py"
 _8B_NOCOT = "configs/red_team/llama3_1_8b_adam_nocot.py"
+_70B_BLUE = "configs/blue_team/llama3_3_70b.py"
+_8B_BLUE = "configs/blue_team/llama3_1_8b.py"
 
 # (config, topology or None for the config's own, extra flags). The first
 # row of each config is its preset; the others show the neighbours.
@@ -42,6 +44,13 @@ ROWS = (
     (_8B_COT, "v5p-16", ()),
     (_8B_COT, "v6e-16", ()),
     (_8B_COT, "v5e-16", ()),
+    # Blue team: rank-64 LoRA (frozen bf16 base) and full-weight.
+    (_70B_BLUE + ":pirate_lora", None, ()),
+    (_70B_BLUE + ":hhh_lora", None, ()),
+    (_70B_BLUE + ":pirate_lora", "v5p-16", ("--config.mesh.tensor=8",)),
+    (_70B_BLUE + ":hhh_full", None, ()),
+    (_8B_BLUE + ":hhh_lora", None, ()),
+    (_8B_BLUE + ":hhh_full", None, ()),
 )
 
 
@@ -79,19 +88,20 @@ def markdown(plans: list[dict]) -> str:
       "Written by `make plans` (benchmarks/memory_plans.py) from "
       "`launch.compile` output on "
       f"{time.strftime('%Y-%m-%d')}: the real train step (AdamW, float32 "
-      "master weights and moments, bf16 compute, full remat) and the eval "
-      "forward (float32 logits), compiled ahead of time for each TPU slice "
-      "from abstract shapes. Memory is XLA's per-device figure (arguments + "
-      "outputs - donated + temporaries + code) against the chip's HBM; "
-      "global batch 16 x 4096 tokens. **Bold**: the config's preset "
+      "moments, bf16 compute, full remat; float32 master weights for full "
+      "fine-tunes, a frozen bf16 base under float32 rank-64 adapters for "
+      "LoRA) and the eval forward (float32 logits), compiled ahead of time "
+      "for each TPU slice from abstract shapes. Memory is XLA's per-device "
+      "figure (arguments + outputs - donated + temporaries + code) against "
+      "the chip's HBM; rows of 4096 tokens. **Bold**: the config's preset "
       "topology.",
       "",
-      "| config | topology | chips | mesh | train step / device | "
+      "| config | topology | chips | mesh | batch | train step / device | "
       "eval forward / device | fits | ideal step (100% MFU) |",
-      "|---|---|---|---|---|---|---|---|",
+      "|---|---|---|---|---|---|---|---|---|",
   ]
   for plan in plans:
-    name = os.path.basename(plan["config"]).removesuffix(".py")
+    name = os.path.basename(plan["config"]).replace(".py", "")
     topology = plan["topology"]
     if plan["preset"]:
       topology = f"**{topology}**"
@@ -99,6 +109,7 @@ def markdown(plans: list[dict]) -> str:
     ideal = plan.get("ideal_step_seconds")
     lines.append(
         f"| {name} | {topology} | {plan['chips']} | {plan['mesh']} | "
+        f"{plan.get('global_batch', '')} | "
         f"{_cell(programs['train_step'], plan['budget_bytes'])} | "
         f"{_cell(programs['eval_forward'], plan['budget_bytes'])} | "
         f"{'yes' if plan['fits'] else 'no'} | "

