@@ -161,3 +161,26 @@ def test_missing_topology_is_one_line():
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
       "error: --topology is required (the config sets no `topology`).")
+
+
+@needs_libtpu
+def test_soap_and_lora_steps_compile_for_tpu(tmp_path):
+  """The blue team's programs lower for a TPU target: SOAP (its eigh/QR
+  batched over layers on TPU) holds factors beside Adam's moments; LoRA
+  holds moments for the adapters only."""
+  arguments = {}
+  for name, flags in (("adamw", ()), ("soap", ("--config.optim.name=soap",)),
+                      ("lora", ("--config.lora.rank=4",))):
+    out = tmp_path / f"{name}.json"
+    _compile("--config=configs/red_team/tiny_demo.py", "--topology=v5p-8",
+             "--config.mesh.tensor=1", "--config.train.global_batch=8",
+             "--config.data.seq_len=128", "--programs=train_step",
+             f"--output_json={out}", *flags)
+    plan = json.loads(out.read_text())
+    assert plan["fits"]
+    arguments[name] = plan["programs"][0]["memory"]["arguments"]
+  state = _state_bytes(_tiny_run()) / 4  # params + 2 moments, per chip
+  # SOAP adds Kronecker factors; LoRA drops both moments of the base.
+  assert arguments["soap"] > 1.05 * arguments["adamw"]
+  assert arguments["lora"] < 0.5 * arguments["adamw"]
+  assert arguments["lora"] == pytest.approx(state / 3, rel=0.2)

