@@ -198,3 +198,14 @@ def test_routed_run_end_to_end(tmp_path):
   assert not routed.is_routed(final.model)
   tokens = testutil.random_tokens(400, (1, 8))
   assert np.isfinite(testutil.our_logits(final.model, tokens)).all()
+
+
+def test_a_subspace_no_layer_writes_is_refused():
+  subspace = routing.Subspace((0,), np.eye(CFG.hidden_size, 1)[None],
+                              "diff_means")
+  with pytest.raises(UserError, match="none is a stream a decoder layer"):
+    routed.layer_bases(subspace, CFG.num_layers)
+  bases = routed.layer_bases(
+      routing.Subspace((0, 2), np.stack([np.eye(CFG.hidden_size, 1)] * 2),
+                       "diff_means"), CFG.num_layers)
+  assert not bases[0].any() and bases[1][0, 0] == 1.0  # stream 2 -> layer 1

