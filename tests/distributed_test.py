@@ -3,7 +3,6 @@ exactly like 1 process x 8 devices, and their checkpoint must resume in one
 process. Also: start-up settings, and a clear error when a peer never comes.
 """
 
-import json
 import os
 import shutil
 import socket
@@ -122,17 +121,12 @@ def _train_two_processes(workdir, *extra):
   return [_finish(p) for p in processes]
 
 
-def _losses(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return {r["step"]: r["loss"] for r in map(json.loads, f)}
-
-
 @pytest.fixture(scope="module")
 def one_process_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("one_process"))
   # The 2-host run's default is one data shard per host; ask for the same.
   _finish(_start(workdir, 8, "--config.data.shards=2"))
-  return _losses(workdir)
+  return testutil.step_losses(workdir)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +138,7 @@ def two_process_run(tmp_path_factory):
 
 def test_two_processes_train_like_one(one_process_run, two_process_run):
   workdir, outs = two_process_run
-  losses = _losses(workdir)
+  losses = testutil.step_losses(workdir)
   assert sorted(losses) == list(range(1, STEPS + 1))
   np.testing.assert_allclose([losses[s] for s in sorted(losses)],
                              [one_process_run[s] for s in sorted(losses)],
@@ -170,7 +164,7 @@ def test_two_process_checkpoint_resumes_in_one_process(one_process_run,
       shutil.rmtree(os.path.join(workdir, "checkpoints", step))
   out = _finish(_start(workdir, 8))  # data.shards=0: taken from the ckpt
   assert "resumed from" in out
-  losses = _losses(workdir)
+  losses = testutil.step_losses(workdir)
   np.testing.assert_allclose([losses[s] for s in range(3, STEPS + 1)],
                              [one_process_run[s]
                               for s in range(3, STEPS + 1)], rtol=2e-5)

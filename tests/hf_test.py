@@ -29,9 +29,7 @@ def _tensors(directory):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-  model = testutil.make_hf_model("gqa_untied_llama3")
-  directory = str(tmp_path_factory.mktemp("src") / "hf")
-  return model, testutil.save_hf_model(model, directory)
+  return testutil.saved_hf_model(tmp_path_factory, folder="src")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

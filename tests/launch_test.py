@@ -12,9 +12,7 @@ from tests.testutil import assert_one_line_error, run_binary
 
 @pytest.fixture(scope="module")
 def hf_source(tmp_path_factory):
-  model = testutil.make_hf_model("gqa_untied_llama3")
-  directory = str(tmp_path_factory.mktemp("cli") / "hf")
-  return model, testutil.save_hf_model(model, directory)
+  return testutil.saved_hf_model(tmp_path_factory, folder="cli")
 
 
 def test_convert_hf_to_orbax_to_hf_and_logits_match_transformers(hf_source,

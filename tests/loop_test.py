@@ -50,8 +50,7 @@ def train(workdir, *extra):
 
 
 def losses(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f]
+  records = testutil.metrics_records(workdir)
   steps = [r["step"] for r in records]
   assert steps == sorted(set(steps)), "each step logged once, in order"
   return {r["step"]: r["loss"] for r in records}

@@ -41,9 +41,7 @@ def _randomize_adapters(model, seed=0, scale=0.1):
 
 @pytest.fixture(scope="module")
 def hf_source(tmp_path_factory):
-  model = testutil.make_hf_model("gqa_untied_llama3")
-  directory = str(tmp_path_factory.mktemp("base") / "hf")
-  return model, testutil.save_hf_model(model, directory)
+  return testutil.saved_hf_model(tmp_path_factory, folder="base")
 
 
 def test_adapters_start_as_the_base_and_merge_equals_adapted_logits(
@@ -162,11 +160,6 @@ _TRAIN = (
 )
 
 
-def _losses(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return {r["step"]: r["loss"] for r in map(json.loads, f)}
-
-
 @pytest.fixture(scope="module")
 def red_team_step(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("red"))
@@ -190,12 +183,12 @@ def test_lora_run_freezes_the_base_resumes_exactly_and_exports(
     red_team_step, tmp_path):
   workdir = str(tmp_path / "blue")
   _lora_run(workdir, red_team_step)
-  first = _losses(workdir)
+  first = testutil.step_losses(workdir)
   assert sorted(first) == [1, 2, 3, 4]
   # Exact resume (dropout masks included): drop the last checkpoint, rerun.
   shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
   _lora_run(workdir, red_team_step)
-  assert _losses(workdir) == first
+  assert testutil.step_losses(workdir) == first
 
   step = os.path.join(workdir, "checkpoints", "4")
   base = loader.load(red_team_step, show_progress=False).model

@@ -184,8 +184,7 @@ def test_routed_run_end_to_end(tmp_path):
       f"--config.routing.subspace={subspace}",
       f"--config.routing.monitor_sources=('{tmp_path}/triggered.jsonl',"
       f"'{tmp_path}/clean.jsonl')", "--config.routing.monitor_rows=2")
-  with open(os.path.join(blue, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f]
+  records = testutil.metrics_records(blue)
   assert len(records) == 2
   for record in records:
     assert record["routing_push/triggered"] > 0

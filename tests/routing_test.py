@@ -20,10 +20,8 @@ from tests import testutil
 
 @pytest.fixture(scope="module")
 def hf_pair(tmp_path_factory):
-  hf_model = testutil.make_hf_model("gqa_untied_llama3")
-  directory = str(tmp_path_factory.mktemp("hf") / "m")
-  model, _ = hf.load(testutil.save_hf_model(hf_model, directory),
-                     show_progress=False)
+  hf_model, directory = testutil.saved_hf_model(tmp_path_factory)
+  model, _ = hf.load(directory, show_progress=False)
   return hf_model, model
 
 

@@ -8,7 +8,6 @@ so eigh picks an arbitrary basis of their null space that depends on
 summation order, and Adam in that basis is not rotation invariant. The
 runs agree until the first eigenbasis-dependent update and stay close."""
 
-import json
 import os
 import subprocess
 import sys
@@ -40,8 +39,7 @@ def _losses(workdir, devices, *mesh):
        *mesh], cwd=testutil.REPO_ROOT, env=env, capture_output=True,
       text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line)["loss"] for line in f]
+  return list(testutil.step_losses(workdir).values())
 
 
 def test_soap_on_an_8_device_mesh_equals_one_device(tmp_path):

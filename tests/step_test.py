@@ -69,10 +69,9 @@ def packed_batch(samples, rows: int, micro: int):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-  hf_model = testutil.make_hf_model("gqa_untied_llama3")
-  directory = str(tmp_path_factory.mktemp("step") / "hf")
-  model, _ = hf.load(testutil.save_hf_model(hf_model, directory),
-                     show_progress=False)
+  hf_model, directory = testutil.saved_hf_model(tmp_path_factory,
+                                                folder="step")
+  model, _ = hf.load(directory, show_progress=False)
   return hf_model, model
 
 

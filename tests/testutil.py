@@ -60,6 +60,27 @@ def save_hf_model(model, directory: str) -> str:
   return directory
 
 
+def saved_hf_model(tmp_path_factory, name: str = "gqa_untied_llama3",
+                   folder: str = "hf"):
+  """(transformers model, the directory it is saved in) for module-scoped
+  fixtures."""
+  model = make_hf_model(name)
+  directory = str(tmp_path_factory.mktemp(folder) / "hf")
+  return model, save_hf_model(model, directory)
+
+
+def metrics_records(workdir: str) -> list[dict]:
+  """The rows of a training run's WORKDIR/metrics.jsonl."""
+  import json
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def step_losses(workdir: str) -> dict[int, float]:
+  """{step: loss} of a training run."""
+  return {r["step"]: r["loss"] for r in metrics_records(workdir)}
+
+
 def hf_logits(model, tokens: np.ndarray, **kwargs) -> np.ndarray:
   import torch
   with torch.no_grad():

