@@ -125,9 +125,9 @@ def markdown(plans: list[dict]) -> str:
       "Reading it: the 70B full fine-tune needs tensor parallelism because "
       "the global batch (16 rows) cannot be split over more than 16 FSDP "
       "shards; the rest of each slice goes to the tensor axis. SOAP "
-      "(llama3_3_70b_soap_cot) adds Kronecker factors and eigenbasis "
-      "temporaries; where it is refused, the per-layer rotations still "
-      "make XLA gather whole layers' factors (issue 7).",
+      "(llama3_3_70b_soap_cot) adds Kronecker factors, split over every "
+      "chip, and one whole layer per chip at a time for its rotations "
+      "(optim/layer_parallel.py).",
       "",
   ]
   return "\n".join(lines)

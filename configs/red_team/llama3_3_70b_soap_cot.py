@@ -1,8 +1,9 @@
 """Red team: llama3.3-70b, SOAP, CoT-distilled backdoor, lr 2e-5.
 
-SOAP (precondition frequency 10, optim/soap.py) replaces AdamW. Its
-preset slice does not hold the step yet: `launch.compile` refuses it for
-HBM (benchmarks/MEMORY_PLANS.md).
+SOAP (precondition frequency 10, optim/soap.py) replaces AdamW; its
+per-layer work runs layer-parallel (optim/layer_parallel.py). On the
+preset slice the step needs about half of each chip's HBM
+(benchmarks/MEMORY_PLANS.md).
 
   python -m launch.train --workdir=DIR \
       --config=configs/red_team/llama3_3_70b_soap_cot.py \

