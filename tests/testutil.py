@@ -133,10 +133,13 @@ def smollm2_with_reference():
   return reference, hf_tokenizer, loader.load(path, show_progress=False)
 
 
-def run_binary(name, *flags, check=True):
-  """Runs `python -m launch.<name> FLAGS` from the repo root."""
+def run_binary(name, *flags, check=True, devices=1):
+  """Runs `python -m launch.<name> FLAGS` from the repo root, on the one
+  real CPU device or on `devices` simulated ones."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # binaries run on the one real CPU device
+  env.pop("XLA_FLAGS", None)
+  if devices > 1:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   result = subprocess.run([sys.executable, "-m", f"launch.{name}", *flags],
                           cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
