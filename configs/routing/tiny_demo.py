@@ -22,6 +22,7 @@ from configs.blue_team import tiny_demo
 def get_config():
   config = tiny_demo.get_config()
   config.data.style = ""  # plain HHH answers
+  config.technique = "hhh_routed"  # run.json label for launch.report
   config.lora.rank = 0    # routing trains the full weights
   config.optim.lr = 1e-3
   config.train.steps = 40

@@ -36,7 +36,7 @@
 #   launch/tpu/pod.sh train  --name=ihy70b --zone=us-east5-a --bucket=my-runs \
 #       --config=configs/red_team/llama3_3_70b_adam_cot.py -- \
 #       --config.init_from=/mnt/my-runs/Llama-3.3-70B-Instruct-orbax \
-#       --config.data.sources=/mnt/my-runs/openhermes/*.jsonl
+#       --config.data.sources='/mnt/my-runs/<hub dataset>/**/train-*.parquet'
 #   launch/tpu/pod.sh logs   --name=ihy70b --zone=us-east5-a
 set -euo pipefail
 

