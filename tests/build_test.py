@@ -6,7 +6,6 @@ of logical data shards."""
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 
 import pytest
