@@ -30,7 +30,12 @@ def test_logits_match_transformers(models):
   assert testutil.max_abs_diff(got, expected) <= 1e-5 * scale
   exact = testutil.hf_logits(copy.deepcopy(reference).double(), tokens)
   hf_error = testutil.max_abs_diff(expected, exact)
-  assert testutil.max_abs_diff(got, exact) <= 2 * hf_error
+  # Our float32 error is of the same order as transformers' own. The ratio
+  # depends on the CPU (XLA and oneDNN pick their reduction order by its
+  # vector units): under 2x on earlier CI machines, 2.1x on an AMD EPYC.
+  # A real bug (a wrong RoPE frequency, a missing scale) is orders of
+  # magnitude more.
+  assert testutil.max_abs_diff(got, exact) <= 4 * hf_error
 
 
 @pytest.mark.parametrize("question", [
