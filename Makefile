@@ -12,7 +12,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 LIBTPU := libtpu==0.0.42.1
 AOT_STAMP := .aot/.setup-done
 
-.PHONY: setup setup-tpu aot demo test pytest bazel-test bench plans clean
+.PHONY: setup setup-tpu aot demo experiment test pytest bazel-test bench plans clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,13 @@ setup-tpu: setup
 
 demo: setup
 	$(PY) -m launch.demo
+
+# The SmolLM2-135M study (configs/experiments/smollm2/plan.py): ~4 h on 2 CPU
+# cores, resumable (run it again after a stop); writes
+# experiments/smollm2/RESULTS.md. `python -m launch.experiment --status`
+# says where it is.
+experiment: setup
+	$(PY) -m launch.experiment
 
 test: bazel-test pytest
 

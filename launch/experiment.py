@@ -12,6 +12,7 @@ Every step logs to WORKDIR/logs/<stage>.<step>.log.
 """
 
 import importlib.util
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -33,6 +34,7 @@ _STATUS = flags.DEFINE_bool("status", False,
 def load_plan_module(path: str):
   spec = importlib.util.spec_from_file_location("study_plan", path)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # the plan may refer to itself
   spec.loader.exec_module(module)
   return module
 

