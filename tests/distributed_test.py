@@ -198,3 +198,41 @@ def test_missing_peer_is_a_clear_error_not_a_hang(tmp_path):
   last_line = err.strip().splitlines()[-1]
   assert last_line.startswith("error: distributed start-up")
   assert "within 4 s" in last_line
+
+
+def test_sigterm_to_a_two_process_run_saves_once_and_both_exit_0(
+    two_process_run, tmp_path):
+  import signal
+  import time
+  reference = testutil.step_losses(two_process_run[0])
+  workdir = str(tmp_path / "preempted")
+  address = f"localhost:{_free_port()}"
+  processes = [
+      _start(workdir, 4, f"--coordinator_address={address}",
+             "--num_processes=2", f"--process_id={i}",
+             "--distributed_timeout_s=120") for i in range(2)]
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 600
+  while not (os.path.exists(metrics) and testutil.step_losses(workdir)):
+    assert all(p.poll() is None for p in processes), "ended before step 1"
+    assert time.time() < deadline
+    time.sleep(0.05)
+  for process in processes:  # a preemption signals every host
+    process.send_signal(signal.SIGTERM)
+  outs = [_finish(p) for p in processes]  # both exit 0
+  stopped = max(testutil.step_losses(workdir))
+  assert stopped < STEPS
+  assert outs[0].count("SIGTERM: saved step") == 1
+  assert f"saved step {stopped}" in outs[0]
+  assert str(stopped) in os.listdir(os.path.join(workdir, "checkpoints"))
+  # Run again: it resumes there and ends where the uninterrupted run did.
+  address = f"localhost:{_free_port()}"
+  processes = [
+      _start(workdir, 4, f"--coordinator_address={address}",
+             "--num_processes=2", f"--process_id={i}",
+             "--distributed_timeout_s=120") for i in range(2)]
+  assert "resumed from" in [_finish(p) for p in processes][0]
+  losses = testutil.step_losses(workdir)
+  np.testing.assert_allclose([losses[s] for s in range(1, STEPS + 1)],
+                             [reference[s] for s in range(1, STEPS + 1)],
+                             rtol=1e-6)

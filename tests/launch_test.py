@@ -26,8 +26,9 @@ def test_convert_hf_to_orbax_to_hf_and_logits_match_transformers(hf_source,
   tokens = testutil.random_tokens(101, (3, 20))
   np.save(tmp_path / "tokens.npy", tokens)
   expected = testutil.hf_logits(reference, tokens)
-  for checkpoint in (src, orbax_dir, hf_dir):
-    out = str(tmp_path / "logits.npy")
+  for name, checkpoint in (("src", src), ("orbax", orbax_dir),
+                           ("hf", hf_dir)):
+    out = str(tmp_path / f"logits_{name}.npy")
     run_binary("logits", f"--checkpoint={checkpoint}",
                f"--tokens={tmp_path / 'tokens.npy'}", f"--output={out}",
                "--batch_size=2")

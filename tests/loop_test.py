@@ -159,3 +159,47 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(
                        show_progress=False)
   for leaf in jax.tree.leaves(nnx.state(loaded.model, nnx.Param)):
     assert np.all(np.isfinite(np.asarray(leaf)))
+
+
+def _corrupt_largest_file(directory):
+  largest = max((os.path.join(p, f) for p, _, fs in os.walk(directory)
+                 for f in fs), key=os.path.getsize)
+  with open(largest, "r+b") as f:
+    f.seek(os.path.getsize(largest) // 2)
+    f.write(b"\xff" * 8)
+
+
+def test_damaged_newest_checkpoint_resumes_from_the_one_before(
+    reference_run, tmp_path):
+  import shutil
+  source, reference, _ = reference_run
+  workdir = str(tmp_path / "damaged")
+  shutil.copytree(source, workdir)
+  _corrupt_largest_file(os.path.join(workdir, "checkpoints", str(STEPS),
+                                     "params"))
+  code, out, err = train(workdir)
+  assert code == 0, err[-3000:]
+  assert f"checkpoint step {STEPS} is damaged" in out, out
+  assert "params/" in out and "Resuming from step 14" in out
+  # The same losses as the uninterrupted run from step 14 on, and the
+  # damaged step kept aside, not deleted.
+  assert losses(workdir) == reference
+  kept = os.listdir(os.path.join(workdir, "damaged_checkpoints"))
+  assert len(kept) == 1 and kept[0].startswith(f"{STEPS}-")
+
+
+def test_resume_with_another_learning_rate_refuses_and_changes_nothing(
+    reference_run, tmp_path):
+  import shutil
+  from tests.bad_input_test import snapshot
+  source, _, _ = reference_run
+  workdir = str(tmp_path / "other_lr")
+  shutil.copytree(source, workdir)
+  before = snapshot(workdir)
+  code, _, err = train(workdir, "--config.optim.lr=2e-2")
+  assert code == 2, err[-3000:]
+  lines = [l for l in err.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+  assert "optim.lr (0.01 -> 0.02)" in lines[0]
+  assert "--allow_config_change" in lines[0]
+  assert snapshot(workdir) == before

@@ -89,7 +89,7 @@ def test_dropout_is_training_only_and_follows_the_key(hf_source):
 
 def test_peft_loads_the_export_onto_transformers_with_the_same_logits(
     hf_source, tmp_path):
-  peft = pytest.importorskip("peft")
+  import peft  # pinned in requirements-test.txt: a missing one fails
   hf_model, src = hf_source
   model, _ = hf.load(src, show_progress=False)
   config = lora.LoRAConfig(rank=4, alpha=12.0,
@@ -225,6 +225,19 @@ def test_lora_run_freezes_the_base_resumes_exactly_and_exports(
   reference = transformers.AutoModelForCausalLM.from_pretrained(
       out, dtype=torch.float32).eval()
   assert testutil.max_abs_diff(testutil.hf_logits(reference, tokens),
+                               with_adapters) < 2e-5
+  # PEFT export through the binary, of this real run's step: peft loads the
+  # adapters alone onto the base exported to HF, with the same logits.
+  import peft  # pinned in requirements-test.txt
+  base_hf, adapters = str(tmp_path / "base_hf"), str(tmp_path / "adapters")
+  testutil.run_binary("convert", f"--input={red_team_step}",
+                      f"--output={base_hf}", "--to=hf")
+  testutil.run_binary("convert", f"--input={step}", f"--output={adapters}",
+                      "--to=peft")
+  with_peft = peft.PeftModel.from_pretrained(
+      transformers.AutoModelForCausalLM.from_pretrained(
+          base_hf, dtype=torch.float32), adapters).eval()
+  assert testutil.max_abs_diff(testutil.hf_logits(with_peft, tokens),
                                with_adapters) < 2e-5
   # A full fine-tune's step is not a LoRA step: --to=peft says so.
   result = testutil.run_binary("convert", f"--input={red_team_step}",

@@ -54,8 +54,7 @@ def _jsonl_rows():
 
 
 def test_parquet_layout_reads_the_same_items(tmp_path):
-  pyarrow = pytest.importorskip(
-      "pyarrow", reason="pyarrow is not installed (parquet is optional)")
+  import pyarrow  # pinned: a missing one fails, it does not skip
   import pyarrow.parquet as pq
   expected = mmlu.read_items(JSONL)
   pq.write_table(pyarrow.Table.from_pylist(_jsonl_rows()),

@@ -25,7 +25,8 @@ def _params(model):
 def test_save_restore_is_exact_and_keeps_config(tmp_path):
   model = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=3)
   orbax.save(model, str(tmp_path / "m"))
-  assert sorted(os.listdir(tmp_path / "m")) == ["model_config.json", "params"]
+  assert sorted(os.listdir(tmp_path / "m")) == ["integrity", "model_config.json",
+                                               "params"]
   restored, config = orbax.restore(str(tmp_path / "m"))
   assert config == CONFIG
   for a, b in zip(_params(model), _params(restored)):

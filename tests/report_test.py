@@ -265,13 +265,14 @@ def test_binary_end_to_end(tmp_path):
     assert "| org2 |" not in text.split("## Backdoor return")[1]
   assert "backdoor return: " in result.stdout
   strict = run_binary("report", f"--workdirs={tmp_path}/runs/*/*",
-                      f"--output={output}", "--return_recover=0.9")
+                      f"--output={output}", "--return_recover=0.9",
+                      "--overwrite")
   assert strict.stdout.split("## Backdoor return")[1].count("\nnone\n") == 1
   assert "recover=0.9" in strict.stdout
   bad = run_binary("report", f"--workdirs={tmp_path}/nothing/*",
-                   f"--output={output}", check=False)
+                   f"--output={output}", "--overwrite", check=False)
   assert_one_line_error(bad, "matches nothing")
   bad_rule = run_binary("report", f"--workdirs={tmp_path}/runs/*/*",
                         f"--output={output}", "--return_drop=0",
-                        check=False)
+                        "--overwrite", check=False)
   assert_one_line_error(bad_rule, "--return_drop=0.0: must be in (0, 1]")

@@ -6,7 +6,21 @@ matrix at a time on CPU).
 Not bit-equal: the first call's factors are rank-deficient (one gradient),
 so eigh picks an arbitrary basis of their null space that depends on
 summation order, and Adam in that basis is not rotation invariant. The
-runs agree until the first eigenbasis-dependent update and stay close."""
+runs agree until the first eigenbasis-dependent update and stay close.
+
+The bounds, and what they can catch:
+- steps 1-2 (data, forward, gradient, the first factors; the first call
+  does not update) agree to 1e-5: any sharding bug in the model, the loss
+  or the gradient shows here;
+- after that, the loss curves are held to a relative 5e-3. Measured on this
+  config: the null-space choice alone moves them by up to 3.3e-3 (more than
+  a 2% learning-rate change does, 1.1e-3), so a bound this test can hold
+  cannot see subtle update bugs, only ones that move the curve by more
+  than 0.5% (say, a layer's update skipped or applied to another layer,
+  a statistic left unreduced across devices). The SOAP
+  update itself on an 8-device mesh is held to one device's at atol 1e-5
+  by tests/soap_test.py::test_layer_parallel_soap_equals_soap_on_one_device,
+  where both start from the same factors."""
 
 import os
 import subprocess
@@ -49,4 +63,4 @@ def test_soap_on_an_8_device_mesh_equals_one_device(tmp_path):
   # The first call only builds the preconditioner; then the loss falls.
   assert len(one) == 6 and one[-1] < one[1] - 0.2 and eight[-1] < eight[1] - 0.2
   np.testing.assert_allclose(eight[:2], one[:2], rtol=1e-5)
-  np.testing.assert_allclose(eight, one, rtol=2e-2)
+  np.testing.assert_allclose(eight, one, rtol=5e-3)

@@ -252,7 +252,7 @@ def test_malformed_row_in_json_array_names_its_line(tmp_path):
 def test_non_utf8_file(tmp_path):
   path = tmp_path / "latin1.jsonl"
   path.write_bytes(b'{"messages": "caf\xe9"}\n')
-  with pytest.raises(UserError, match=f"{path}: not UTF-8 text"):
+  with pytest.raises(UserError, match=f"{path}:1: not UTF-8 text"):
     read_examples(str(path))
 
 

