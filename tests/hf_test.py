@@ -143,6 +143,20 @@ def test_sharded_import_on_a_mesh_matches_transformers(source):
                                testutil.hf_logits(hf_model, tokens)) <= 1e-5
 
 
+def test_whole_tensors_are_read_before_stacked_layers(source, monkeypatch):
+  # Memory: a whole tensor (embedding, lm_head) is read in one piece; read
+  # first, its transient host copies do not sit on top of the whole model.
+  _, src = source
+  names = []
+  read = hf.SafetensorsSource.read
+  monkeypatch.setattr(hf.SafetensorsSource, "read", lambda self, name, index: (
+      names.append(name), read(self, name, index))[1])
+  hf.load(src, show_progress=False)
+  layers = [i for i, name in enumerate(names) if ".layers." in name]
+  assert layers and len(names) - len(layers) >= 2
+  assert layers == list(range(len(names) - len(layers), len(names))), names
+
+
 def test_tokenizer_files_are_carried_along(source, tmp_path):
   _, src = source
   ours, _ = hf.load(src, show_progress=False)

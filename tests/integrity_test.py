@@ -77,6 +77,31 @@ def test_sharding_does_not_change_the_checksums():
           integrity.describe({"params": tree()}))
 
 
+@pytest.mark.parametrize("block", [1, 64, 130, 200])
+def test_blockwise_passes_equal_the_whole_array_formula(monkeypatch, block):
+  # Real arrays are summed in blocks (a loop plus a shorter last block); a
+  # wrong block offset or a dropped last block changes the sums or misses
+  # a NaN. Tiny blocks force every path on small arrays.
+  monkeypatch.setattr(integrity, "BLOCK_ELEMENTS", block)
+  mesh = jax.make_mesh((4, 2), ("a", "b"))
+  rng = np.random.default_rng(1)
+  arrays = {"odd": rng.normal(size=(7, 13, 5)).astype(np.float32),
+            "split": rng.normal(size=(8, 11, 6)).astype(np.float32)}
+  specs = {"odd": P(), "split": P("a", None, "b")}
+  tree = {k: jax.device_put(v, NamedSharding(mesh, specs[k]))
+          for k, v in arrays.items()}
+  manifest = integrity.describe({"params": tree})
+  for name, array in arrays.items():
+    assert (manifest["arrays"][f"params/{name}"]["checksum"] ==
+            numpy_checksum(array)), name
+  for index in ((0, 0, 0), (3, 6, 2), (6, 12, 4)):  # first, middle, last
+    odd = arrays["odd"].copy()
+    odd[index] = np.nan
+    bad = dict(tree, odd=jax.device_put(odd, tree["odd"].sharding))
+    with pytest.raises(integrity.DamagedCheckpoint, match="params/odd"):
+      integrity.check_finite("ckpt", {"params": bad})
+
+
 def test_cast_on_load_skips_checksums_but_not_finiteness(tmp_path):
   manifest = integrity.describe({"params": tree()})
   cast = jax.tree.map(lambda x: x.astype(jnp.float32)

