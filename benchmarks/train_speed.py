@@ -13,13 +13,13 @@ Real weights matter: on random ones torch can run much slower than on the
 trained model (the issue's 0.5x was measured on the real one).
 """
 
-import statistics
 import time
 
 import numpy as np
 from absl import app
 from absl import flags
 
+from benchmarks import _compare
 from benchmarks import _report
 from benchmarks import _train_step
 
@@ -33,16 +33,6 @@ _REMAT = flags.DEFINE_string(
 _BATCH = flags.DEFINE_integer("batch", 4, "Packed rows per step.")
 _SEQ = flags.DEFINE_integer("seq", 256, "Tokens per row.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed steps of each.")
-
-
-def timed(fn, repeats):
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main(argv):
@@ -77,7 +67,7 @@ def main(argv):
 
   ours = _train_step.single_device_step(
       cfg, factory.OptimConfig(lr=1e-4, grad_clip=0.0), batch, model)
-  ours_s = timed(ours, _REPEATS.value)
+  ours_s, _ = _compare.timed(ours, _REPEATS.value)
   reference.train()
   torch_optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-4,
                                       weight_decay=0.01)
@@ -94,7 +84,7 @@ def main(argv):
     loss.backward()
     torch_optimizer.step()
 
-  torch_s = timed(theirs, _REPEATS.value)
+  torch_s, _ = _compare.timed(theirs, _REPEATS.value)
 
   tokens = _BATCH.value * _SEQ.value
   step_flops = flops.train_flops_per_token(cfg, _SEQ.value) * tokens

