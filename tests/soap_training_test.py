@@ -35,7 +35,7 @@ from tests import testutil
 FLAGS = (
     "--config=configs/red_team/tiny_demo.py",
     "--config.optim.name=soap",
-    "--config.optim.precondition_frequency=2",  # refreshes at calls 3, 5
+    "--config.optim.soap.precondition_frequency=2",  # refreshes at calls 3, 5
     "--config.optim.warmup_fraction=0",
     "--config.train.steps=6",
     "--config.train.global_batch=8",

