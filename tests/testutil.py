@@ -204,3 +204,9 @@ def _tiny_model(tokenizer, seed: int, eos_scale: float, overrides: dict):
         size=kernel.shape[0]) * eos_scale
     model.lm_head.kernel.set_value(jnp.asarray(kernel))
   return model
+
+
+def conversations(records) -> list[list[dict]]:
+  """Records (sources.Example, in a list or a Grain MapDataset) as
+  {role, content} dict conversations, all made now."""
+  return [[dict(m) for m in record.messages] for record in records]

