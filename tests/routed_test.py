@@ -92,7 +92,7 @@ def test_routed_adapter_output_lies_in_the_subspace():
   down_proj = model.layers.mlp.down_proj
   down_proj.routed.set_value(jax.random.normal(
       jax.random.key(0), down_proj.routed.shape))
-  x = jax.random.normal(jax.random.key(1), (2, 5, CFG.intermediate_size))
+  x = jax.random.normal(jax.random.key(1), (10, CFG.intermediate_size))
   layer = jax.tree.map(lambda a: a[0], nnx.state(down_proj))
   one_layer = nnx.merge(nnx.graphdef(down_proj), layer)
   extra = one_layer(x) - one_layer.base(x)
