@@ -34,6 +34,8 @@ _BATCH = flags.DEFINE_integer("batch", 4, "Packed rows per step.")
 _SEQ = flags.DEFINE_integer("seq", 256, "Tokens per row.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of each optimizer "
                               "(SOAP refreshes every 10).")
+_REMAT = flags.DEFINE_string("remat", "dots_no_batch", "model.remat policy: "
+                             "the same step as benchmarks.train_speed's.")
 
 
 def _state_bytes(model_name: str, optim_name: str, lora_rank: int) -> float:
@@ -94,7 +96,7 @@ def main(argv):
          "full)"),
     ]
 
-  cfg = model_preset(_MODEL.value)
+  cfg = model_preset(_MODEL.value).replace(remat=_REMAT.value)
   tokenizer = Tokenizer.from_path(assets.smollm2_gguf())
   records, _ = build.build_records(
       train_config.DataConfig(synthetic_rows=200, seq_len=_SEQ.value))
@@ -113,8 +115,8 @@ def main(argv):
   refresh_flops = _soap.refresh_flops(cfg) / every
   rows += [
       ("step timing model / batch x seq",
-       f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, mean of "
-       f"{_STEPS.value} steps"),
+       f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, remat "
+       f"{_REMAT.value}, mean of {_STEPS.value} steps"),
       ("AdamW train step", f"{adam_s:.2f} s"),
       (f"SOAP train step (refresh every {every})", f"{soap_s:.2f} s"),
       ("of which: steps without / with the refresh",
