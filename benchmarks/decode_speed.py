@@ -8,6 +8,13 @@ SmolLM2-135M-Instruct in float32 on this machine's CPU, greedily, up to
 `max_new_tokens` and stopping at EOS. Each side is warmed up once (JAX
 compiles there) and then timed; tokens/s counts generated tokens. The two
 must produce the same tokens: a speed-up that changes the output is a bug.
+
+It also splits our time into the prefill (the same call with one new
+token) and the decode steps, and sets each step against its memory floor:
+a step reads every weight and the whole KV cache once, at the rate this
+machine reads a weight matrix into a 16-row matmul (measured here, on the
+LM head alone). What a ratio needs per step follows from the reference's
+time.
 """
 
 from absl import app
@@ -61,11 +68,24 @@ def main(argv):
           max_new_tokens=_MAX_NEW.value, do_sample=False,
           eos_token_id=sorted(eos_ids), pad_token_id=pad_id)
 
+  prefill_s, _ = _compare.timed(
+      lambda: generate.generate(ours, prompts,
+                                generate.SamplingConfig(max_new_tokens=1),
+                                tokenizer.eos_ids, pad_id), _REPEATS.value)
+  floor_s, read_rate = _step_floor(ours, len(prompts),
+                                   tokens.shape[1] + _MAX_NEW.value)
   torch_s, torch_out = _compare.timed(theirs, _REPEATS.value)
   torch_tokens = [_compare.tokens_before_eos(
                       row[tokens.shape[1]:].tolist(), eos_ids)
                   for row in torch_out]
   same = sum(a == b for a, b in zip(ours_tokens, torch_tokens))
+  # The decode loop runs until every row has stopped (its eos is the step
+  # after its last token) or max_new_tokens; the prefill makes token 1.
+  steps = max(min(len(c.tokens) + (c.finish_reason == "stop"), _MAX_NEW.value)
+              for c in ours_out)
+  step_s = (ours_s - prefill_s) / max(steps - 1, 1)
+  target = 3.0
+  needed_s = (torch_s / target - prefill_s) / max(steps - 1, 1)
   generated = sum(len(t) for t in ours_tokens)
   rows = [
       ("model", "SmolLM2-135M-Instruct (GGUF -> float32), greedy"),
@@ -78,6 +98,14 @@ def main(argv):
        f"{torch.__version__}, {torch.get_num_threads()} threads)"),
       ("ratio (ours / transformers)", f"{torch_s / ours_s:.2f}x"),
       ("rows with identical tokens", f"{same} / {len(prompts)}"),
+      ("our prefill / decode steps", f"{prefill_s:.2f} s / {steps - 1} "
+       f"steps of {step_s * 1e3:.1f} ms"),
+      ("memory floor per step", f"{floor_s * 1e3:.1f} ms (weights + whole "
+       f"KV cache at {read_rate / 1e9:.1f} GB/s, this machine's 16-row "
+       "matmul read rate)"),
+      (f"per step for {target:.0f}x transformers",
+       f"{needed_s * 1e3:.1f} ms ({floor_s / needed_s:.2f}x the floor)"
+       if needed_s > 0 else "not reachable: the prefill alone is longer"),
   ]
   _report.print_table("batched greedy decoding vs transformers generate",
                       rows)
@@ -85,6 +113,31 @@ def main(argv):
     differ = [i for i, (a, b) in enumerate(zip(ours_tokens, torch_tokens))
               if a != b]
     print(f"rows that differ: {differ}")
+
+
+def _step_floor(model, batch: int, cache_len: int) -> tuple[float, float]:
+  """(seconds, bytes/s): one decode step's least time, reading every weight
+  and the whole KV cache once at the rate a [batch, embed] x [embed, vocab]
+  matmul reads the embedding here."""
+  import time
+
+  import jax
+  import jax.numpy as jnp
+  cfg = model.config
+  embedding = model.embed_tokens.embedding[...]
+  x = jnp.ones((batch, cfg.hidden_size), embedding.dtype)
+  head = jax.jit(lambda x, e: x @ e.T)
+  head(x, embedding).block_until_ready()
+  best = float("inf")
+  for _ in range(20):
+    start = time.perf_counter()
+    head(x, embedding).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  rate = embedding.size * embedding.dtype.itemsize / best
+  cache = (2 * cfg.num_layers * batch * cfg.num_kv_heads * cfg.head_dim *
+           cache_len * embedding.dtype.itemsize)
+  weights = cfg.num_params * embedding.dtype.itemsize
+  return (weights + cache) / rate, rate
 
 
 if __name__ == "__main__":

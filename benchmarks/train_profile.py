@@ -47,7 +47,9 @@ def main(argv):
       cfg, factory.OptimConfig(lr=1e-4, grad_clip=0.0), batch, model)
   run()
   run()
-  ops = _profile.attribute_ops(run.compiled_hlo())
+  hlo = run.compiled_hlo()
+  ops = _profile.attribute_ops(hlo)
+  matmuls = _profile.matmul_ops(hlo)
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir):
       for _ in range(_STEPS.value):
@@ -61,8 +63,14 @@ def main(argv):
       by_place[(where, "backward" if backward else "forward")] += micros
   total = sum(by_place.values())
   per_step = lambda micros: micros / 1e3 / _STEPS.value  # noqa: E731
+  in_matmuls = sum(micros for op, micros in times.items() if op in matmuls)
   rows = [("step (summed op time)", f"{per_step(total):,.0f} ms, batch "
-           f"{_BATCH.value} x {_SEQ.value}, remat {_REMAT.value}")]
+           f"{_BATCH.value} x {_SEQ.value}, remat {_REMAT.value}"),
+          ("of which matmuls (dots and XLA's dot fusions)",
+           f"{per_step(in_matmuls):,.0f} ms ({in_matmuls / total:.0%})"),
+          ("of which everything else (elementwise, softmax, copies, ...)",
+           f"{per_step(total - in_matmuls):,.0f} ms "
+           f"({1 - in_matmuls / total:.0%})")]
   for (where, direction), micros in by_place.most_common(_TOP.value):
     rows.append((f"{where} ({direction})",
                  f"{per_step(micros):,.0f} ms ({micros / total:.0%})"))

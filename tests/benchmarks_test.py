@@ -37,6 +37,22 @@ def test_profile_attributes_ops_to_the_calling_line_and_pass():
   assert {backward for _, backward in places} == {False, True}
 
 
+def test_profile_finds_the_matmuls():
+  """Of the ops the program runs (its entry computation), the forward
+  matmul and both gradients' are matmuls, the tanh's fusion is not."""
+  x, w = jnp.ones((16, 8)), jnp.ones((8, 4))
+  grad = jax.jit(jax.grad(lambda w, x: jnp.sum(jnp.tanh(x @ w)), (0, 1)))
+  hlo = grad.lower(w, x).compile().as_text()
+  entry = hlo[hlo.index("\nENTRY"):]
+  ran = {line.split(" = ")[0].strip().removeprefix("ROOT ").lstrip("%"):
+         line for line in entry.splitlines()[1:] if " = " in line}
+  matmuls = _profile.matmul_ops(hlo) & set(ran)
+  assert len(matmuls) == 3
+  assert any("tanh" in name or "fusion" in name for name in set(ran) -
+             matmuls - {n for n, line in ran.items() if "parameter(" in line
+                        or "tuple(" in line})
+
+
 def test_soap_rotation_flops_by_hand_on_tiny():
   """6 N sum(d_i) per tensor over SOAP's preconditioned axes (those up to
   max_precond_dim, 10000 here: the 49152-token vocabulary axis is not);
