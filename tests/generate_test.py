@@ -87,6 +87,25 @@ def test_top_p_keeps_only_the_nucleus():
   assert set(greedy.tolist()) == {0}
 
 
+def test_sampling_picks_what_jax_argmax_and_categorical_pick():
+  # Ties (first wins), a NaN row (argmax: the first NaN), -inf (top-p's
+  # masked tokens) and a SmolLM2-sized vocabulary.
+  logits = jax.random.normal(jax.random.key(1), (6, 49152)) * 3
+  logits = logits.at[0, 17].set(50.0).at[0, 9].set(50.0)
+  logits = logits.at[1, 123].set(jnp.nan).at[1, 4000].set(jnp.nan)
+  logits = logits.at[2, :40000].set(-jnp.inf)
+  keys = jax.random.split(jax.random.key(2), 6)
+  greedy = generate.sample_logits(logits, keys, 0.0, 1.0)
+  np.testing.assert_array_equal(greedy, jnp.argmax(logits, axis=-1))
+  assert greedy[0] == 9 and greedy[1] == 123
+  finite = logits.at[1].set(0.0)
+  for temperature in (0.7, 1.0):
+    sampled = generate.sample_logits(finite, keys, temperature, 1.0)
+    expected = jax.vmap(jax.random.categorical)(keys, finite / temperature)
+    np.testing.assert_array_equal(sampled, expected)
+  assert sampled[2] >= 40000
+
+
 def test_too_long_requests_fail_clearly(models):
   _, ours = models
   with pytest.raises(UserError, match="exceeds the model's "
