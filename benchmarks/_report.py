@@ -5,6 +5,8 @@ import platform
 
 import jax
 
+from launch import allocator
+
 
 def cpu_name() -> str:
   """The CPU's model name (/proc/cpuinfo on Linux), else the architecture."""
@@ -22,7 +24,7 @@ def machine() -> str:
   devices = jax.devices()
   kind = getattr(devices[0], "device_kind", devices[0].platform)
   return (f"{cpu_name()}, {os.cpu_count()} cores; {len(devices)} "
-          f"{kind} device(s), jax {jax.__version__}")
+          f"{kind} device(s), jax {jax.__version__}, {allocator.name()}")
 
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:

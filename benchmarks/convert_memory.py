@@ -26,6 +26,7 @@ from absl import flags
 from safetensors.numpy import save_file
 
 from benchmarks import _report
+from launch import allocator
 
 _KEEP = flags.DEFINE_bool("keep", False, "Keep the temporary checkpoints.")
 
@@ -135,4 +136,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

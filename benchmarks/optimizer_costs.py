@@ -27,6 +27,7 @@ from absl import flags
 from benchmarks import _report
 from benchmarks import _soap
 from benchmarks import _train_step
+from launch import allocator
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m",
                              "Model preset for the step timing.")
@@ -145,4 +146,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

@@ -20,6 +20,8 @@ import sys
 from absl import app
 from absl import flags
 
+from launch import allocator
+
 _OUTPUT = flags.DEFINE_string(
     "output", os.path.join(os.path.dirname(__file__), "RESULTS.md"),
     "Markdown file to write.")
@@ -82,4 +84,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

