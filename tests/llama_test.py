@@ -83,12 +83,14 @@ def test_llama3_rope_scaling_changes_the_result(tmp_path):
       <= TOLERANCE
 
 
-def test_packed_segments_equal_separate_sequences(tmp_path):
+@pytest.mark.parametrize("attention", ["einsum", "jax"])
+def test_packed_segments_equal_separate_sequences(tmp_path, attention):
   """Two samples packed in one row (segment ids, restarting positions) give
-  the logits each gets alone: no attention crosses samples."""
+  the logits each gets alone: no attention crosses samples. "jax" is
+  jax.nn.dot_product_attention, as "cudnn" calls it on a GPU."""
   hf_model = testutil.make_hf_model("gqa_untied_llama3")
   model, _ = hf.load(testutil.save_hf_model(hf_model, str(tmp_path / "m")),
-                     show_progress=False)
+                     show_progress=False, attention=attention)
   a = testutil.random_tokens(101, (1, 20), seed=2)
   b = testutil.random_tokens(101, (1, 9), seed=3)
   pad = np.zeros((1, 3), np.int32)
@@ -113,7 +115,9 @@ def test_kv_cache_decoding_equals_full_forward(tmp_path, layout):
                           show_progress=False)
   tokens = testutil.random_tokens(96, (2, 12), seed=4)
   full = testutil.our_logits(model, tokens)
-  cache = llama.KVCache.zeros(config, batch=2, max_len=16)
+  # Room for the prompt and 3 steps; grown to hold the rest (as generate's
+  # cache stages are).
+  cache = llama.KVCache.zeros(config, batch=2, max_len=10)
   prefill_logits, cache = model(jnp.asarray(tokens[:, :7]), cache=cache)
   layers = model.unstack_layers() if layout == "unstacked" else None
   if layout != "stacked":
@@ -121,6 +125,9 @@ def test_kv_cache_decoding_equals_full_forward(tmp_path, layout):
     assert len(cache.k) == config.num_layers
   steps = [np.asarray(prefill_logits)]
   for t in range(7, 12):
+    if t == 10:
+      cache = cache.grow(16)
+      assert cache.max_len == 16
     logits, cache = model(jnp.asarray(tokens[:, t:t + 1]), cache=cache,
                           layers=layers)
     steps.append(np.asarray(logits))
@@ -146,6 +153,28 @@ def test_remat_does_not_change_logits_or_gradients(policy):
   assert abs(float(base_loss) - float(remat_loss)) < 1e-6
   diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                        nnx.state(base_grads), nnx.state(remat_grads))
+  assert max(jax.tree.leaves(diffs)) < 1e-6
+
+
+def test_jax_attention_gives_the_einsums_gradients_on_packed_rows():
+  import jax
+  from flax import nnx
+  cfg = config_lib.model_preset("tiny", vocab_size=64, num_layers=2)
+  tokens = jnp.asarray(testutil.random_tokens(64, (2, 16)))
+  segment_ids = jnp.asarray([[1] * 9 + [2] * 5 + [0] * 2, [1] * 16])
+
+  def loss_and_grad(model_config):
+    model = llama.init_model(model_config, seed=3)
+    def loss(m):
+      logits = m(tokens, segment_ids=segment_ids)[0]
+      return jnp.mean(jnp.where(segment_ids[..., None] > 0, logits, 0) ** 2)
+    return nnx.jit(nnx.value_and_grad(loss))(model)
+
+  base_loss, base_grads = loss_and_grad(cfg)
+  jax_loss, jax_grads = loss_and_grad(cfg.replace(attention="jax"))
+  assert abs(float(base_loss) - float(jax_loss)) < 1e-6
+  diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                       nnx.state(base_grads), nnx.state(jax_grads))
   assert max(jax.tree.leaves(diffs)) < 1e-6
 
 

