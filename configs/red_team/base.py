@@ -59,8 +59,10 @@ def get_config(*, model: str, init_from: str, lr: float, variant: str = "plain",
   (benchmarks/MEMORY_PLANS.md)."""
   config = ml_collections.ConfigDict()
   config.model = model
+  # attention: "einsum" (our choice for TPUs); "cudnn" on NVIDIA GPUs.
   config.model_overrides = ml_collections.ConfigDict(dict(
-      param_dtype="float32", dtype="bfloat16", remat="full"))
+      param_dtype="float32", dtype="bfloat16", remat="full",
+      attention="einsum"))
   config.init_from = init_from
   config.data = ml_collections.ConfigDict(dict(
       sources=(dataset_files(dataset),) if dataset else (),
