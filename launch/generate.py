@@ -35,7 +35,9 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.0,
                                   "Sampling temperature; 0 means greedy.")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling threshold.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Prompts per batch.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 16, "Rows decoded together; with more prompts than rows "
+    "each row takes the next prompt as soon as its completion ends.")
 _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16", "float16"],
                            "Compute dtype (default: the checkpoint's).")
 

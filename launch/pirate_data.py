@@ -81,8 +81,9 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.7,
                                   "generate: sampling temperature; 0: greedy.")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "generate: nucleus threshold.")
 _SEED = flags.DEFINE_integer("seed", 0, "generate: sampling seed.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16,
-                                   "generate: prompts per batch.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 16, "generate: rows decoded together (continuous "
+    "batching: a row takes the next prompt when its answer ends).")
 _DTYPE = flags.DEFINE_enum(
     "dtype", None, ["float32", "bfloat16", "float16"],
     "generate: compute dtype (default: the checkpoint's).")

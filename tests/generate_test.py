@@ -58,7 +58,7 @@ def test_cache_stages_by_hand():
 def test_greedy_through_cache_stages_equals_transformers(models, monkeypatch):
   """A cache grown three times (16, 32 and 40 new slots) gives the tokens
   of transformers' cache, rows of different lengths together."""
-  monkeypatch.setattr(generate, "MIN_CACHE_STAGE", 16)
+  monkeypatch.setattr(generate.batch, "MIN_CACHE_STAGE", 16)
   assert len(generate.cache_stages(64, 40)) == 3
   reference, ours = models
   eos = 100

