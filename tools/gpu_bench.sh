@@ -4,7 +4,8 @@
 # setup-gpu`'s venv via PYTHON=.venv/bin/python):
 #   1. the attention and model tests, on the GPU;
 #   2. benchmarks.gpu_step: cuDNN vs our attention on packed rows, the
-#      8B-shaped bf16 train step's MFU with each, and decoding tokens/s.
+#      8B-shaped bf16 train step's MFU with each, and decoding tokens/s;
+#   3. the decoding tests (static and continuous batching), on the GPU.
 # (The SmolLM2 comparisons against transformers would need torch on the GPU
 # too; they are CPU benchmarks for now.)
 # Packages the machine lacks travel as wheels in .whl/ (git-ignored), made
@@ -37,4 +38,10 @@ fi
   cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
   timeout 400 "$PYTHON" -m benchmarks.run_all --output="$OUT/RESULTS.md" \
     --only=gpu_step
+  # Last, with what time is left: decoding on the GPU's path (the layer
+  # scan over a stacked cache, static and continuous batching) against
+  # transformers.
+  JAX_DEFAULT_MATMUL_PRECISION=highest timeout 120 "$PYTHON" -m pytest -q -x -p no:cacheprovider \
+    tests/generate_test.py tests/continuous_test.py -k "not binary" 2>&1 |
+    tail -5
 } 2>&1 | tee "$OUT/gpu_bench.log"
