@@ -56,7 +56,7 @@ def test_greedy_equals_transformers_one_prompt_at_a_time(
   longer completions than their new prompt covers (40 new tokens after a
   32-slot prompt), the ring wraps (64 + 40 slots), and the layer-scan path
   runs too (per_layer=False)."""
-  monkeypatch.setattr(continuous, "_per_layer_decode", lambda: per_layer)
+  monkeypatch.setattr(continuous, "per_layer_decode", lambda: per_layer)
   reference, ours = models
   eos = _stop_early(reference, MAX_NEW)
   finished = []

