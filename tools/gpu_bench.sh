@@ -4,10 +4,10 @@
 # setup-gpu`'s venv via PYTHON=.venv/bin/python):
 #   1. the attention and model tests, on the GPU;
 #   2. benchmarks.gpu_step: cuDNN vs our attention on packed rows, the
-#      8B-shaped bf16 train step's MFU with each, and decoding tokens/s;
+#      8B-shaped bf16 train step's MFU with each, and decoding tokens/s,
+#      each against transformers + torch on the same shapes and GPU;
 #   3. the decoding tests (static and continuous batching), on the GPU.
-# (The SmolLM2 comparisons against transformers would need torch on the GPU
-# too; they are CPU benchmarks for now.)
+# (SmolLM2 itself stays on the CPU benchmarks: its GGUF is too big to carry.)
 # Packages the machine lacks travel as wheels in .whl/ (git-ignored), made
 # here with:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
